@@ -1,0 +1,181 @@
+// Private files: atomic writes, 0600/0700 modes, and the ssh-style refusal of loose permissions.
+
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { chmod, chown, link, lstat, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { TokendError } from './errors.js';
+
+/** Prefix of temporary files; the store and listings ignore names that start with '.'. */
+export const TEMP_PREFIX = '.tmp-';
+
+export interface WriteOptions {
+  /** File mode, default 0600. */
+  readonly mode?: number;
+  /** Replace an existing file (default true); false fails with ERR_EXISTS. */
+  readonly overwrite?: boolean;
+  /** Optional owner for the new file. */
+  readonly owner?: { readonly uid: number; readonly gid: number };
+}
+
+/**
+ * Writes `data` to `path` so that readers see either the old file or the whole
+ * new one, never a part: a temp file in the same directory, fsync, rename,
+ * fsync of the directory. On any failure the temp file is removed and the old
+ * file is untouched.
+ */
+export async function writeFileAtomic(path: string, data: Buffer | string, options: WriteOptions = {}): Promise<void> {
+  const dir = dirname(path);
+  const temp = join(dir, `${TEMP_PREFIX}${basename(path)}.${randomBytes(6).toString('hex')}`);
+  const mode = options.mode ?? 0o600;
+  let handle;
+  try {
+    handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
+    await handle.writeFile(data);
+    await handle.chmod(mode); // the umask may have narrowed or (rarely) the mode argument been ignored
+    if (options.owner) await handle.chown(options.owner.uid, options.owner.gid);
+    await handle.sync();
+    await handle.close();
+    handle = undefined;
+    if (options.overwrite === false) {
+      // link() fails atomically when the target exists; rename() would replace it.
+      try {
+        await link(temp, path);
+      } catch (err) {
+        if (errno(err) === 'EEXIST') throw new TokendError('ERR_EXISTS', `'${path}' already exists; refusing to overwrite it`);
+        throw err;
+      }
+      await rm(temp);
+    } else {
+      await rename(temp, path);
+    }
+    await syncDir(dir);
+  } catch (err) {
+    await handle?.close().catch(() => undefined);
+    await rm(temp, { force: true }).catch(() => undefined);
+    if (err instanceof TokendError) throw err;
+    throw ioError(`could not write '${path}'`, err);
+  }
+}
+
+/** Creates `path` (and parents) when missing and makes it 0700 (or `mode`). */
+export async function ensurePrivateDir(path: string, mode = 0o700): Promise<void> {
+  try {
+    await mkdir(path, { recursive: true, mode });
+    const st = await lstat(path);
+    if (!st.isDirectory()) throw new TokendError('ERR_IO', `'${path}' exists and is not a directory`);
+    if ((st.mode & 0o777) !== mode) await chmod(path, mode);
+  } catch (err) {
+    if (err instanceof TokendError) throw err;
+    throw ioError(`could not create directory '${path}'`, err);
+  }
+}
+
+/** Changes the owner of `path` (used for client bundles a container user must read). */
+export async function setOwner(path: string, owner: { readonly uid: number; readonly gid: number }): Promise<void> {
+  try {
+    await chown(path, owner.uid, owner.gid);
+  } catch (err) {
+    throw ioError(`could not change the owner of '${path}'`, err);
+  }
+}
+
+/**
+ * Fails closed, like ssh, when a file that holds key material is a symlink,
+ * not a regular file, readable or writable by group or others, or owned by
+ * another user. The message names the file and the fix.
+ */
+export async function assertPrivateFile(path: string, what: string): Promise<void> {
+  let st;
+  try {
+    st = await lstat(path);
+  } catch (err) {
+    throw ioError(`${what} '${path}' cannot be read`, err);
+  }
+  if (st.isSymbolicLink()) {
+    throw new TokendError('ERR_PERMISSIONS', `${what} '${path}' is a symbolic link; refusing to follow it (point the configuration at the real file)`);
+  }
+  if (!st.isFile()) throw new TokendError('ERR_PERMISSIONS', `${what} '${path}' is not a regular file`);
+  const uid = process.geteuid?.();
+  if (uid !== undefined && st.uid !== uid) {
+    throw new TokendError(
+      'ERR_PERMISSIONS',
+      `${what} '${path}' is owned by uid ${st.uid}, not by the user tokend runs as (uid ${uid}); run: chown ${uid} '${path}'`,
+    );
+  }
+  if ((st.mode & 0o077) !== 0) {
+    throw new TokendError(
+      'ERR_PERMISSIONS',
+      `${what} '${path}' is accessible by group or others (mode ${octal(st.mode)}); run: chmod 600 '${path}'`,
+    );
+  }
+}
+
+/** Reads a file that holds key material after assertPrivateFile, refusing to follow a symlink swapped in between. */
+export async function readPrivateFile(path: string, what: string): Promise<Buffer> {
+  await assertPrivateFile(path, what);
+  let handle;
+  try {
+    handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    return await handle.readFile();
+  } catch (err) {
+    throw ioError(`${what} '${path}' cannot be read`, err);
+  } finally {
+    await handle?.close();
+  }
+}
+
+/** True when `path` exists (without following a final symlink). */
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return true;
+  } catch (err) {
+    if (errno(err) === 'ENOENT') return false;
+    throw ioError(`could not inspect '${path}'`, err);
+  }
+}
+
+/** Mode bits of `path` as a number, or undefined when missing. */
+export async function modeOf(path: string): Promise<number | undefined> {
+  try {
+    return (await stat(path)).mode & 0o7777;
+  } catch (err) {
+    if (errno(err) === 'ENOENT') return undefined;
+    throw ioError(`could not inspect '${path}'`, err);
+  }
+}
+
+/** Reads a file, mapping ENOENT to ERR_NOT_FOUND and other failures to ERR_IO, both naming the subject. */
+export async function readNamedFile(path: string, what: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    if (errno(err) === 'ENOENT') throw new TokendError('ERR_NOT_FOUND', `${what} '${path}' does not exist`, { cause: err });
+    throw ioError(`${what} '${path}' cannot be read`, err);
+  }
+}
+
+/** The errno code of a Node system error, if any. */
+export function errno(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string' ? err.code : undefined;
+}
+
+function ioError(message: string, cause: unknown): TokendError {
+  const code = errno(cause);
+  const hint = code === 'ENOSPC' ? ': no space left on device' : code === 'EROFS' ? ': read-only file system' : code === 'EACCES' || code === 'EPERM' ? ': permission denied' : code === 'ENOENT' ? ': no such file or directory' : code ? `: ${code}` : '';
+  return new TokendError('ERR_IO', `${message}${hint}`, { cause });
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+function octal(mode: number): string {
+  return `0${(mode & 0o777).toString(8)}`;
+}
