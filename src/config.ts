@@ -205,7 +205,8 @@ export function parseConfig(doc: unknown, path: string, env: Env = { configPath:
   };
   c.done();
 
-  const logLevel = env.logLevel ?? root.oneOf('logLevel', LOG_LEVELS, DEFAULTS.logLevel);
+  const fileLogLevel = root.oneOf('logLevel', LOG_LEVELS, DEFAULTS.logLevel);
+  const logLevel = env.logLevel ?? fileLogLevel;
   root.done();
   return deepFreeze({ path, dev, store, provider, policy, pki, server, cache, logLevel });
 }

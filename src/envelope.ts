@@ -229,7 +229,7 @@ export function parseSealed(bytes: Buffer | string, expectedName?: string): Seal
     return corrupt('the version field is not an integer from 1 to 2147483647');
   }
   const created = record.created;
-  if (typeof created !== 'string' || !ISO_TIME.test(created) || new Date(created).toISOString() !== created) {
+  if (typeof created !== 'string' || !ISO_TIME.test(created) || !isCanonicalTime(created)) {
     return corrupt('the created field is not an ISO 8601 UTC time');
   }
   const provider = record.provider;
@@ -278,6 +278,12 @@ function assertVersion(version: number): void {
   if (!Number.isInteger(version) || version < 1 || version > MAX_VERSION) {
     throw new TokendError('ERR_USAGE', `token version ${version} is not an integer from 1 to ${MAX_VERSION}`);
   }
+}
+
+/** True when `text` is a real instant written exactly as Date#toISOString writes it (month 13 is not). */
+function isCanonicalTime(text: string): boolean {
+  const ms = Date.parse(text);
+  return !Number.isNaN(ms) && new Date(ms).toISOString() === text;
 }
 
 /** Base64 that decodes and re-encodes to exactly the same text, else undefined. */
