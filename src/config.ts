@@ -5,7 +5,7 @@
 
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { TokendError } from './errors.js';
-import { readNamedFile } from './private-files.js';
+import { assertNotWritableByOthers, readNamedFile } from './private-files.js';
 
 /** Defaults, in one place. Ranges are enforced where each value is read below. */
 export const DEFAULTS = Object.freeze({
@@ -137,12 +137,16 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): Env {
 /** Reads and validates the config file at `path`. Throws ERR_CONFIG naming the file and the key. */
 export async function loadConfig(path: string, env: Env = readEnv()): Promise<Config> {
   const abs = resolve(path);
-  const raw = await readNamedFile(abs, 'config file').catch((err: unknown) => {
+  let raw: Buffer;
+  try {
+    await assertNotWritableByOthers(abs, 'config file');
+    raw = await readNamedFile(abs, 'config file');
+  } catch (err) {
     if (err instanceof TokendError && err.code === 'ERR_NOT_FOUND') {
       throw new TokendError('ERR_CONFIG', `config file '${abs}' does not exist (run 'tokend init' or pass --config)`, { cause: err });
     }
     throw err;
-  });
+  }
   let doc: unknown;
   try {
     doc = JSON.parse(raw.toString('utf8'));

@@ -2,7 +2,10 @@
 // policy, created idempotently. Existing files are kept, never overwritten.
 
 import { join } from 'node:path';
-import { createKeyfile } from './kms/keyfile.js';
+import { randomBytes } from 'node:crypto';
+import { createKeyfile, loadKeyfileProvider } from './kms/keyfile.js';
+import { sealToken } from './secrets.js';
+import { TokenStore } from './store.js';
 import { ensurePrivateDir, exists, writeFileAtomic } from './private-files.js';
 
 /** What setup did to one path. */
@@ -37,7 +40,7 @@ export function devPolicyDocument(): object {
  * Creates `dir` (0700) with tokend.json, keyfile.json (0600), tokens/ (0700)
  * and policy.json, keeping whatever already exists. Never replaces a key.
  */
-export async function setupDevDirectory(dir: string): Promise<SetupStep[]> {
+export async function setupDevDirectory(dir: string, options: { demoToken?: boolean } = {}): Promise<SetupStep[]> {
   const steps: SetupStep[] = [];
   const step = async (path: string, what: string, create: () => Promise<void>) => {
     if (await exists(path)) {
@@ -56,5 +59,18 @@ export async function setupDevDirectory(dir: string): Promise<SetupStep[]> {
   await step(join(dir, 'policy.json'), 'policy', () =>
     writeFileAtomic(join(dir, 'policy.json'), `${JSON.stringify(devPolicyDocument(), null, 2)}\n`, { overwrite: false }),
   );
+  if (options.demoToken) {
+    const store = new TokenStore(join(dir, 'tokens'));
+    await step(store.pathOf(DEMO_TOKEN), 'demo token', async () => {
+      const provider = await loadKeyfileProvider(join(dir, 'keyfile.json'));
+      const value = Buffer.from(`demo-${randomBytes(12).toString('hex')}`);
+      try {
+        await sealToken(store, provider, DEMO_TOKEN, value);
+      } finally {
+        value.fill(0);
+        provider.close();
+      }
+    });
+  }
   return steps;
 }

@@ -111,6 +111,31 @@ export async function assertPrivateFile(path: string, what: string): Promise<voi
   }
 }
 
+/**
+ * Fails closed when a file that decides access (config, policy, CA bundle) can
+ * be written by group or others, or is owned by someone other than tokend's
+ * user or root: whoever can edit it can grant themselves access.
+ */
+export async function assertNotWritableByOthers(path: string, what: string): Promise<void> {
+  let st;
+  try {
+    st = await stat(path);
+  } catch (err) {
+    if (errno(err) === 'ENOENT') throw new TokendError('ERR_NOT_FOUND', `${what} '${path}' does not exist`, { cause: err });
+    throw ioError(`${what} '${path}' cannot be read`, err);
+  }
+  if ((st.mode & 0o022) !== 0) {
+    throw new TokendError(
+      'ERR_PERMISSIONS',
+      `${what} '${path}' is writable by group or others (mode ${octal(st.mode)}); run: chmod go-w '${path}'`,
+    );
+  }
+  const uid = process.geteuid?.();
+  if (uid !== undefined && st.uid !== uid && st.uid !== 0) {
+    throw new TokendError('ERR_PERMISSIONS', `${what} '${path}' is owned by uid ${st.uid}, neither root nor the user tokend runs as (uid ${uid})`);
+  }
+}
+
 /** Reads a file that holds key material after assertPrivateFile, refusing to follow a symlink swapped in between. */
 export async function readPrivateFile(path: string, what: string): Promise<Buffer> {
   await assertPrivateFile(path, what);

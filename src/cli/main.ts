@@ -13,6 +13,7 @@ import { listCommand } from './commands/list.js';
 import { rewrapCommand } from './commands/rewrap.js';
 import { sealCommand } from './commands/seal.js';
 import { unsealCommand } from './commands/unseal.js';
+import { serveCommand } from './commands/serve.js';
 
 /** Every command, in the order `--help` lists them. */
 export const COMMANDS: readonly Command[] = [
@@ -24,6 +25,7 @@ export const COMMANDS: readonly Command[] = [
   keyfileRotateCommand,
   keyfileRetireCommand,
   checkCommand,
+  serveCommand,
 ];
 
 /** Runs the CLI with `argv` (without node and script) and returns the exit code. */
