@@ -3,6 +3,7 @@
 import { describeError, isTokendError } from './errors.js';
 import type { Config } from './config.js';
 import { createProvider } from './kms/create.js';
+import { checkPki } from './pki/index.js';
 import { TokenStore } from './store.js';
 
 export interface CheckResult {
@@ -23,6 +24,7 @@ const CHECKS: readonly (readonly [string, Check])[] = [
       return `${tokens.size} sealed token(s) in '${config.store}'`;
     },
   ],
+  ['pki', (config) => checkPki(config.pki)],
   [
     'provider',
     async (config) => {

@@ -17,6 +17,7 @@ export const DEFAULTS = Object.freeze({
   pkiDir: 'pki',
   trustDomain: 'tokend.local',
   identityFrom: 'spiffe-then-cn' as const,
+  caTtlDays: 3650,
   clientTtlDays: 7,
   serverTtlDays: 30,
   renewBeforeFraction: 0.33,
@@ -69,7 +70,12 @@ export interface PkiConfig {
   readonly mode: 'internal' | 'external';
   readonly dir: string;
   readonly caBundle: string | undefined;
+  /** External mode only: the server certificate (chain) and its 0600 key, issued by the external CA. */
+  readonly serverCert: string | undefined;
+  readonly serverKey: string | undefined;
   readonly trustDomain: string;
+  /** Lifetime of a CA made by `tokend ca init`. */
+  readonly caTtlDays: number;
   readonly clientTtlDays: number;
   readonly serverTtlDays: number;
   /** Renew a certificate when less than this fraction of its lifetime remains. */
@@ -170,12 +176,20 @@ export function parseConfig(doc: unknown, path: string, env: Env = { configPath:
   const p = root.section('pki');
   const pkiMode = p.oneOf('mode', ['internal', 'external'] as const, 'internal');
   const caBundle = p.optionalString('caBundle');
-  if (pkiMode === 'external' && caBundle === undefined) p.fail('caBundle', 'is required when mode is "external"');
+  const serverCert = p.optionalString('serverCert');
+  const serverKey = p.optionalString('serverKey');
+  for (const [key, value] of [['caBundle', caBundle], ['serverCert', serverCert], ['serverKey', serverKey]] as const) {
+    if (pkiMode === 'internal' && value !== undefined) p.fail(key, 'is only for mode "external" (in internal mode tokend keeps its CA and server certificate under pki.dir)');
+    if (pkiMode === 'external' && value === undefined) p.fail(key, 'is required when mode is "external"');
+  }
   const pki: PkiConfig = {
     mode: pkiMode,
     dir: file(p.string('dir', DEFAULTS.pkiDir)),
     caBundle: caBundle === undefined ? undefined : file(caBundle),
+    serverCert: serverCert === undefined ? undefined : file(serverCert),
+    serverKey: serverKey === undefined ? undefined : file(serverKey),
     trustDomain: p.string('trustDomain', DEFAULTS.trustDomain, /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/),
+    caTtlDays: p.number('caTtlDays', DEFAULTS.caTtlDays, 30, 9_125),
     clientTtlDays: p.number('clientTtlDays', DEFAULTS.clientTtlDays, 1 / 24, 397),
     serverTtlDays: p.number('serverTtlDays', DEFAULTS.serverTtlDays, 1 / 24, 397),
     renewBeforeFraction: p.number('renewBeforeFraction', DEFAULTS.renewBeforeFraction, 0.05, 0.9),

@@ -1,9 +1,12 @@
-// The development directory: a keyfile (mock KMS), a token store, a config and a
-// policy, created idempotently. Existing files are kept, never overwritten.
+// The development directory: a keyfile (mock KMS), a token store, a config, a
+// policy, and a PKI (CA, server certificate, client bundles for the demo and
+// admin identities), created idempotently. Existing files are kept, never overwritten.
 
-import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { loadConfig } from './config.js';
 import { createKeyfile, loadKeyfileProvider } from './kms/keyfile.js';
+import { ensureDevPki } from './pki/index.js';
 import { sealToken } from './secrets.js';
 import { TokenStore } from './store.js';
 import { ensurePrivateDir, exists, writeFileAtomic } from './private-files.js';
@@ -18,6 +21,8 @@ export interface SetupStep {
 /** The demo identity and token the dev setup wires together. */
 export const DEMO_IDENTITY = 'demo';
 export const DEMO_TOKEN = 'demo-token';
+/** The dev identity allowed to read /metrics. */
+export const ADMIN_IDENTITY = 'admin';
 
 /** The dev config: keyfile provider, store, policy and internal PKI beside it. */
 export function devConfigDocument(): object {
@@ -27,7 +32,7 @@ export function devConfigDocument(): object {
     policy: 'policy.json',
     provider: { type: 'keyfile', keyfile: 'keyfile.json' },
     pki: { mode: 'internal', dir: 'pki', trustDomain: 'tokend.local' },
-    server: { listen: ['127.0.0.1:7443'], admins: ['admin'] },
+    server: { listen: ['127.0.0.1:7443'], admins: [ADMIN_IDENTITY] },
   };
 }
 
@@ -37,8 +42,10 @@ export function devPolicyDocument(): object {
 }
 
 /**
- * Creates `dir` (0700) with tokend.json, keyfile.json (0600), tokens/ (0700)
- * and policy.json, keeping whatever already exists. Never replaces a key.
+ * Creates `dir` (0700) with tokend.json, keyfile.json (0600), tokens/ (0700),
+ * policy.json and the PKI of the config (internal mode: pki/ with the CA, the
+ * server certificate and bundles for the demo identity and every admin),
+ * keeping whatever already exists. Never replaces a key.
  */
 export async function setupDevDirectory(dir: string, options: { demoToken?: boolean } = {}): Promise<SetupStep[]> {
   const steps: SetupStep[] = [];
@@ -59,6 +66,9 @@ export async function setupDevDirectory(dir: string, options: { demoToken?: bool
   await step(join(dir, 'policy.json'), 'policy', () =>
     writeFileAtomic(join(dir, 'policy.json'), `${JSON.stringify(devPolicyDocument(), null, 2)}\n`, { overwrite: false }),
   );
+  const config = await loadConfig(join(dir, 'tokend.json'));
+  const identities = [...new Set([DEMO_IDENTITY, ...config.server.admins])];
+  steps.push(...(await ensureDevPki(config.pki, identities)));
   if (options.demoToken) {
     const store = new TokenStore(join(dir, 'tokens'));
     await step(store.pathOf(DEMO_TOKEN), 'demo token', async () => {

@@ -5,6 +5,7 @@
 import type { PeerCertificate } from 'node:tls';
 import type { IdentitySource } from './config.js';
 import { isValidName } from './names.js';
+import { isSerial, normalizeSerial } from './pki/index.js';
 
 /** The identity of one verified client certificate. */
 export interface Identity {
@@ -12,7 +13,7 @@ export interface Identity {
   readonly source: 'spiffe' | 'cn';
   /** The SPIFFE ID when the name came from one. */
   readonly spiffeId: string | undefined;
-  /** Certificate serial: lower-case hex without leading zeros (the denylist's form). */
+  /** Certificate serial in normalizeSerial form (the denylist's form). */
   readonly serial: string;
   readonly notAfter: string;
 }
@@ -35,7 +36,8 @@ export interface IdentityOptions {
  * CN fallback is enabled, a valid CN. Anything else is refused.
  */
 export function identityOf(cert: PeerCertificate, options: IdentityOptions): Identity | NoIdentity {
-  const serial = normalizeSerialHex(cert.serialNumber ?? '');
+  if (!isSerial(cert.serialNumber ?? '')) return { error: 'the certificate serial number cannot be read', serial: '' };
+  const serial = normalizeSerial(cert.serialNumber);
   const spiffe = uriSans(cert.subjectaltname).filter((u) => u.toLowerCase().startsWith('spiffe://'));
   if (spiffe.length > 1) return { error: 'the certificate has more than one SPIFFE ID', serial };
   const notAfter = cert.valid_to;
@@ -52,12 +54,6 @@ export function identityOf(cert: PeerCertificate, options: IdentityOptions): Ide
   if (typeof cn !== 'string') return { error: 'the certificate has neither a SPIFFE ID nor a single subject CN', serial };
   if (!isValidName(cn)) return { error: `subject CN ${JSON.stringify(cn)} is not a valid identity name`, serial };
   return { name: cn, source: 'cn', spiffeId: undefined, serial, notAfter };
-}
-
-/** Lower-case hex without leading zeros or colons: the one form serials are compared in. */
-export function normalizeSerialHex(hex: string): string {
-  const clean = hex.replace(/:/g, '').toLowerCase().replace(/^0+/, '');
-  return clean === '' ? '0' : clean;
 }
 
 /** The URI entries of Node's `subjectaltname` string. Quoted entries (values with special characters) are dropped. */

@@ -17,7 +17,7 @@ import { createLogger, flushLogger } from './server/log.js';
 import type { Logger } from './server/log.js';
 import { buildState } from './server/state.js';
 import type { ServingState, StateSources } from './server/state.js';
-import { loadTlsMaterial } from './server/tls-files.js';
+import { loadTlsMaterial } from './pki/index.js';
 
 /** What systemd (or nothing) is told about the daemon's life. */
 export interface Notifier {

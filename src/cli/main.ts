@@ -6,6 +6,8 @@ import { readEnv } from '../config.js';
 import { parseCommandArgs } from './command.js';
 import type { Command, Io } from './command.js';
 import { EXIT, EXIT_CODES_HELP, exitCodeFor } from './exit-codes.js';
+import { caInitCommand } from './commands/ca.js';
+import { certIssueCommand, certListCommand, certRenewCommand, certRevokeCommand } from './commands/cert.js';
 import { checkCommand } from './commands/check.js';
 import { initCommand } from './commands/init.js';
 import { keyfileRetireCommand, keyfileRotateCommand } from './commands/keyfile.js';
@@ -24,6 +26,11 @@ export const COMMANDS: readonly Command[] = [
   rewrapCommand,
   keyfileRotateCommand,
   keyfileRetireCommand,
+  caInitCommand,
+  certIssueCommand,
+  certListCommand,
+  certRevokeCommand,
+  certRenewCommand,
   checkCommand,
   serveCommand,
 ];

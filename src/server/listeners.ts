@@ -11,7 +11,7 @@ import { chmod, lstat, rm } from 'node:fs/promises';
 import type { TLSSocket } from 'node:tls';
 import { TokendError } from '../errors.js';
 import type { ServerConfig } from '../config.js';
-import { normalizeSerialHex } from '../identity.js';
+import { isRevoked } from '../pki/index.js';
 import type { Metrics } from '../metrics.js';
 import type { Logger } from './log.js';
 import type { ServingState } from './state.js';
@@ -135,8 +135,8 @@ async function startOne(address: ListenAddress, config: ServerConfig, deps: List
   server.maxRequestsPerSocket = config.maxRequestsPerConnection;
   server.on('secureConnection', (socket: TLSSocket) => {
     socket.disableRenegotiation();
-    const serial = normalizeSerialHex(socket.getPeerCertificate().serialNumber ?? '');
-    if (deps.state().tls.revoked.has(serial)) {
+    const serial = socket.getPeerCertificate().serialNumber;
+    if (isRevoked(deps.state().tls.revoked, serial)) {
       deps.metrics.inc('tokend_tls_refused_total', { reason: 'revoked' });
       deps.log.info({ msg: 'connection refused', reason: 'client certificate revoked', serial });
       socket.destroy();

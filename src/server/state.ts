@@ -9,7 +9,7 @@ import type { KeyProvider } from '../kms/provider.js';
 import { loadPolicy } from '../policy.js';
 import type { Policy } from '../policy.js';
 import { TokenStore } from '../store.js';
-import type { TlsMaterial } from './tls-files.js';
+import type { TlsMaterial } from '../pki/index.js';
 
 export interface ServingState {
   /** Increases with every successful reload. */

@@ -1,7 +1,7 @@
 // TLS settings for the listener: mutual TLS only, TLS 1.3 preferred, 1.2 minimum, modern AEAD ciphers.
 
 import type { SecureContextOptions, TlsOptions } from 'node:tls';
-import type { TlsMaterial } from './tls-files.js';
+import type { TlsMaterial } from '../pki/index.js';
 
 /** TLS 1.2 suites: ECDHE with AEAD only. TLS 1.3 suites are OpenSSL's defaults (all AEAD). */
 const TLS12_CIPHERS = [

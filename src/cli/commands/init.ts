@@ -8,7 +8,7 @@ import type { Command } from '../command.js';
 
 export const initCommand: Command = {
   name: 'init',
-  summary: 'create a development directory: mock KMS keyfile, token store, config, policy',
+  summary: 'create a development directory: mock KMS keyfile, token store, config, policy, CA and client bundles',
   usage: '[--dir DIR] [--json]',
   help: `DIR defaults to ./${DEV_DIR}. Running it again keeps every existing file and adds what is missing.`,
   async run(ctx) {
