@@ -37,7 +37,7 @@ export function parseListenAddress(text: string): ListenAddress {
   const host = (m[1] ?? m[2]) as string;
   const port = Number(m[3]);
   if (isIP(host) === 0) return bad('does not have a valid IP address');
-  if (port < 1 || port > 65_535) return bad('has a port outside 1..65535');
+  if (port > 65_535) return bad('has a port outside 0..65535 (0 picks a free port)');
   return { kind: 'tcp', host, port, loopback: isLoopback(host), text };
 }
 
@@ -82,15 +82,20 @@ export async function startListeners(config: ServerConfig, deps: ListenerDeps, t
   }
   const sockets = new Set<TLSSocket>();
   const servers: Server[] = [];
+  const bound: string[] = [];
   try {
-    for (const address of addresses) servers.push(await startOne(address, config, deps, ticketKeys(), sockets));
+    for (const address of addresses) {
+      const server = await startOne(address, config, deps, ticketKeys(), sockets);
+      servers.push(server);
+      bound.push(boundAddress(server, address));
+    }
   } catch (err) {
     await Promise.all(servers.map((s) => new Promise((done) => s.close(done))));
     throw err;
   }
 
   return {
-    addresses: addresses.map((a) => a.text),
+    addresses: bound,
     applyTls(state) {
       for (const s of servers) {
         s.setSecureContext(secureContextOptions(state.tls));
@@ -169,6 +174,13 @@ async function startOne(address: ListenAddress, config: ServerConfig, deps: List
   // Any local process may connect, as with a TCP port: the client certificate is the gate.
   if (address.kind === 'unix') await chmod(address.path, 0o666);
   return server;
+}
+
+/** The address a server really listens on (port 0 resolved). */
+function boundAddress(server: Server, address: ListenAddress): string {
+  const info = server.address();
+  if (address.kind === 'unix' || info === null || typeof info === 'string') return address.text;
+  return info.family === 'IPv6' ? `[${info.address}]:${info.port}` : `${info.address}:${info.port}`;
 }
 
 /** Removes a leftover socket file nobody listens on; refuses one that is in use. */
