@@ -46,7 +46,7 @@ export function parsePolicy(doc: unknown, source: string): Policy {
         if (typeof p !== 'string' || !PATTERN.test(p) || p.includes('..')) {
           return fail(`${at}.${field}[${j}]`, `${JSON.stringify(p)} is not a name or glob (lower-case letters, digits, ".", "_", "-", "*")`);
         }
-        if (/^\*+$/.test(p)) warnings.push(`policy '${source}': ${at}.${field}[${j}] is "*", which matches every ${field === 'tokens' ? 'token' : 'identity'}`);
+        if (/^\*+$/.test(p)) warnings.push(`policy '${source}': ${at}.${field}[${j}] is ${JSON.stringify(p)}, which matches every ${field === 'tokens' ? 'token' : 'identity'}`);
         return p;
       });
     };
