@@ -1,6 +1,7 @@
 // The aws key provider, driven through the real @aws-sdk/client-kms over HTTP
 // (SigV4 signing, JSON 1.1, `__type` errors, retries) against the local KMS.
 
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config.js';
 import type { AwsProviderConfig } from '../src/config.js';
@@ -353,6 +354,25 @@ describe('aws provider: configuration', () => {
     [{ retries: 3 }, "'provider.retries' is not a known setting"],
   ])('rejects provider setting %j', (change, why) => {
     expect(() => awsConfig(change)).toThrow(why);
+  });
+});
+
+describe('docs/aws-kms.md stays true to the code', () => {
+  const guide = readFileSync(new URL('../docs/aws-kms.md', import.meta.url), 'utf8');
+  const blocks = [...guide.matchAll(/```json\n([\s\S]*?)```/g)].map((m) => JSON.parse(m[1] as string) as Record<string, unknown>);
+
+  it('shows tokend configs that load', () => {
+    const configs = blocks.filter((b) => 'provider' in b);
+    expect(configs.length).toBeGreaterThanOrEqual(2);
+    for (const doc of configs) expect(parseConfig(doc, '/etc/tokend/tokend.json').provider.type).toBe('aws');
+  });
+
+  it('conditions its policies on the encryption context tokend really sends', () => {
+    const keys = Object.keys(encryptionContext('x', 1));
+    const named = [...guide.matchAll(/kms:EncryptionContext:([a-z:]+)/g)].map((m) => m[1]);
+    expect(named.length).toBeGreaterThan(0);
+    for (const k of named) expect(keys).toContain(k);
+    expect(guide).toContain(`"kms:EncryptionContextKeys": [${keys.map((k) => JSON.stringify(k)).join(', ')}]`);
   });
 });
 
