@@ -59,15 +59,11 @@ class AwsKmsProvider implements KeyProvider {
   }
 
   async generateDataKey(context: EncryptionContext): Promise<DataKey> {
-    const keys = [this.defaultKeyId];
-    const out = await this.#send(
-      'GenerateDataKey',
-      keys,
-      (abortSignal) =>
-        this.#client.send(
-          new GenerateDataKeyCommand({ KeyId: this.defaultKeyId, KeySpec: 'AES_256', EncryptionContext: { ...context } }),
-          { abortSignal },
-        ),
+    const out = await this.#send('GenerateDataKey', [this.defaultKeyId], (abortSignal) =>
+      this.#client.send(
+        new GenerateDataKeyCommand({ KeyId: this.defaultKeyId, KeySpec: 'AES_256', EncryptionContext: { ...context } }),
+        { abortSignal },
+      ),
     );
     const plaintext = takeDataKey(out.Plaintext);
     if (!plaintext || !out.CiphertextBlob || out.CiphertextBlob.length === 0 || !sameKey(this.defaultKeyId, out.KeyId)) {
@@ -128,8 +124,7 @@ class AwsKmsProvider implements KeyProvider {
 
   /** DescribeKey on the configured key: it must exist, be enabled and be a symmetric encryption key. */
   async check(): Promise<void> {
-    const keys = [this.defaultKeyId];
-    const out = await this.#send('DescribeKey', keys, (abortSignal) =>
+    const out = await this.#send('DescribeKey', [this.defaultKeyId], (abortSignal) =>
       this.#client.send(new DescribeKeyCommand({ KeyId: this.defaultKeyId }), { abortSignal }),
     );
     const meta = out.KeyMetadata;
