@@ -229,6 +229,13 @@ export function parseConfig(doc: unknown, path: string, env: Env = { configPath:
   return deepFreeze({ path, dev, store, provider, policy, pki, server, cache, logLevel });
 }
 
+/** AWS region names: eu-west-1, us-gov-west-1, cn-north-1. */
+const AWS_REGION = /^[a-z]{2}(-[a-z]+)+-\d{1,2}$/;
+const KMS_KEY = '(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})';
+const KMS_ALIAS = 'alias/[A-Za-z0-9/_-]{1,250}';
+/** The four ways KMS accepts a key: key id, key ARN, alias name, alias ARN. */
+const AWS_KEY_ID = new RegExp(`^(?:${KMS_KEY}|${KMS_ALIAS}|arn:aws[a-z-]*:kms:[a-z0-9-]+:\\d{12}:(?:key/${KMS_KEY}|${KMS_ALIAS}))$`);
+
 function parseProvider(p: Section, file: (p: string) => string): ProviderConfig {
   const type = p.oneOf('type', ['keyfile', 'aws'] as const, 'keyfile');
   if (type === 'keyfile') {
@@ -238,12 +245,15 @@ function parseProvider(p: Section, file: (p: string) => string): ProviderConfig 
   }
   const keyId = p.optionalString('keyId');
   if (keyId === undefined) return p.fail('keyId', 'is required for the aws provider (a key id, alias/<name> or key ARN)');
+  if (!AWS_KEY_ID.test(keyId)) p.fail('keyId', 'is not a KMS key id, key ARN, alias/<name> or alias ARN');
+  const region = p.optionalString('region');
+  if (region !== undefined && !AWS_REGION.test(region)) p.fail('region', 'is not an AWS region name (like eu-west-1)');
   const endpoint = p.optionalString('endpoint');
   if (endpoint !== undefined && !/^https?:\/\/[^\s]+$/.test(endpoint)) p.fail('endpoint', 'is not an http(s) URL');
   const config: AwsProviderConfig = {
     type,
     keyId,
-    region: p.optionalString('region'),
+    region,
     endpoint,
     connectTimeoutMs: p.int('connectTimeoutMs', DEFAULTS.awsConnectTimeoutMs, 50, 60_000),
     requestTimeoutMs: p.int('requestTimeoutMs', DEFAULTS.awsRequestTimeoutMs, 50, 120_000),
