@@ -26,7 +26,6 @@ const CREDENTIALS = new Set([
   'MissingAuthenticationToken',
   'InvalidClientTokenId',
   'ExpiredTokenException',
-  'CredentialsProviderError',
 ]);
 
 /** Transient: worth retrying later (the SDK has already retried within the deadline). */
@@ -84,7 +83,9 @@ export function kmsFailure(err: unknown, call: KmsCall): TokendError {
   if (name === 'InvalidArnException') return access(`${key} is not a valid KMS key ARN`, summary);
   if (name === 'InvalidKeyUsageException') return access(`${key} is not a symmetric ENCRYPT_DECRYPT key`, summary);
   if (name === 'CredentialsProviderError') {
-    return access(`no AWS credentials for ${key}: tokend uses the SDK's default provider chain (environment, profile, SSO, instance role)`, summary);
+    // Often transient on EC2 (the instance metadata service did not answer): retryable, so the
+    // server keeps serving cached keys within their stale bound and answers 503 for the rest.
+    return unavailable(call, `no AWS credentials from the SDK's default provider chain (environment, profile, SSO, instance role): ${summary}`);
   }
   if (CREDENTIALS.has(name)) return access(`KMS rejected the AWS credentials used for ${key}`, summary);
 
