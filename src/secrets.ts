@@ -63,7 +63,8 @@ export interface RewrapReport {
  * produced; each file is replaced atomically. One bad file does not stop the rest.
  */
 export async function rewrapAll(store: TokenStore, provider: KeyProvider, toKeyId?: string): Promise<RewrapReport> {
-  const target = toKeyId ?? provider.defaultKeyId;
+  // Resolve once (an alias becomes its ARN) so tokens already under the target count as unchanged.
+  const target = await provider.resolveKeyId(toKeyId ?? provider.defaultKeyId);
   const rewrapped: string[] = [];
   const unchanged: string[] = [];
   const failed: { name: string; error: string; code: string }[] = [];

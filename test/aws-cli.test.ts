@@ -88,6 +88,12 @@ describe('tokend CLI with the aws provider', () => {
 
     const opened = await run(['unseal', 'db-password', '--config', config]);
     expect(opened.stdout.toString()).toBe('pw-1');
+
+    kms.resetCalls();
+    const again = JSON.parse((await run(['rewrap', '--to-key', 'alias/tokend-b', '--json', '--config', config])).stdout.toString());
+    expect(again.rewrapped).toEqual([]);
+    expect(again.unchanged).toContain('db-password');
+    expect(kms.calls.ReEncrypt).toBeUndefined();
   });
 
   it('finds KMS through AWS_ENDPOINT_URL_KMS when the config names no endpoint', async () => {

@@ -66,6 +66,7 @@ function flaky(inner: KeyProvider): KeyProvider {
       return inner.unwrap(w, k, c);
     },
     rewrap: (w, k, c, t) => inner.rewrap(w, k, c, t),
+    resolveKeyId: (k) => inner.resolveKeyId(k),
     check: () => inner.check(),
     close: () => inner.close(),
   };

@@ -122,6 +122,16 @@ class AwsKmsProvider implements KeyProvider {
     return { wrapped: Buffer.from(out.CiphertextBlob), keyId: out.KeyId };
   }
 
+  /** DescribeKey: the key ARN behind a key id, alias or ARN. */
+  async resolveKeyId(keyId: string): Promise<string> {
+    const out = await this.#send('DescribeKey', [keyId], (abortSignal) =>
+      this.#client.send(new DescribeKeyCommand({ KeyId: keyId }), { abortSignal }),
+    );
+    const arn = out.KeyMetadata?.Arn;
+    if (!arn) throw new TokendError('ERR_KMS_UNAVAILABLE', `KMS answered DescribeKey for KMS key '${keyId}' without a key ARN; retry later`);
+    return arn;
+  }
+
   /** DescribeKey on the configured key: it must exist, be enabled and be a symmetric encryption key. */
   async check(): Promise<void> {
     const out = await this.#send('DescribeKey', [this.defaultKeyId], (abortSignal) =>

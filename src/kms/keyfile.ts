@@ -139,6 +139,15 @@ class KeyfileProvider implements KeyProvider {
     }
   }
 
+  async resolveKeyId(keyId: string): Promise<string> {
+    try {
+      this.#key(keyId);
+    } catch {
+      throw new TokendError('ERR_KMS_ACCESS', `key '${keyId}' is not in this keyfile (ids look like ${this.defaultKeyId})`);
+    }
+    return keyId;
+  }
+
   async check(): Promise<void> {
     const probe = { 'tokend:check': 'keyfile' };
     const key = await this.generateDataKey(probe);

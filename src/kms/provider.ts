@@ -46,6 +46,12 @@ export interface KeyProvider {
    * plaintext data key leaving the provider where the backend allows it.
    */
   rewrap(wrapped: Buffer, keyId: string, context: EncryptionContext, toKeyId?: string): Promise<RewrappedKey>;
+  /**
+   * The fully qualified id a sealed file would record for `keyId` (an alias
+   * becomes its key ARN), so callers can compare key ids. Throws ERR_KMS_ACCESS
+   * when the key does not exist.
+   */
+  resolveKeyId(keyId: string): Promise<string>;
   /** Proves the backend is usable (keys readable, KMS reachable); throws otherwise. */
   check(): Promise<void>;
   /** Releases key material and connections. */
