@@ -220,7 +220,7 @@ export function parseSealed(bytes: Buffer | string, expectedName?: string): Seal
   if (keys.length !== FIELDS.length || !FIELDS.every((f, i) => keys[i] === f)) {
     return corrupt(`its fields are not exactly ${FIELDS.join(', ')} in that order`);
   }
-  if (record.format !== FORMAT) return corrupt(`unsupported format ${JSON.stringify(record.format)}`);
+  if (record.format !== FORMAT) return corrupt(`unsupported format ${describeFormat(record.format)}`);
   const name = record.name;
   if (typeof name !== 'string' || !isValidName(name)) return corrupt('the name field is not a valid token name');
   if (expectedName !== undefined && name !== expectedName) return corrupt(`it claims to be token '${name}'`);
@@ -263,6 +263,17 @@ export function parseSealed(bytes: Buffer | string, expectedName?: string): Seal
     return corrupt('it is not in canonical form (whitespace, escapes or trailing bytes differ)');
   }
   return token;
+}
+
+/**
+ * The format field as an error message may show it: a short plain string
+ * quoted, anything else only by type. Never JSON.stringify an attacker's value
+ * (a deeply nested one overflows the stack, a huge one floods the log).
+ */
+function describeFormat(value: unknown): string {
+  if (typeof value === 'string' && value.length <= 64 && /^[\x20-\x7e]*$/.test(value)) return JSON.stringify(value);
+  if (typeof value === 'string') return `(a string of ${value.length} characters)`;
+  return `(a ${value === null ? 'null' : Array.isArray(value) ? 'list' : typeof value}, not a string)`;
 }
 
 function assertProvider(token: SealedToken, provider: KeyProvider): void {

@@ -169,6 +169,23 @@ describe('sealed tokens: tampering', () => {
   });
 });
 
+describe('sealed tokens: hostile field values (found by test/fuzz-sealed.test.ts)', () => {
+  const canonicalWith = async (field: string, raw: string) => {
+    const text = (await sealed('db', Buffer.from('hunter2'))).toString('utf8');
+    return text.replace(new RegExp(`"${field}": ("[^"]*"|\\d+)`), `"${field}": ${raw}`);
+  };
+
+  it('refuses a deeply nested format value with ERR_SEALED_CORRUPT, not a RangeError', async () => {
+    const text = await canonicalWith('format', `${'['.repeat(100_000)}${']'.repeat(100_000)}`);
+    expect(() => parseSealed(text, 'db')).toThrow(expect.objectContaining({ code: 'ERR_SEALED_CORRUPT', message: "sealed token 'db' is corrupt: unsupported format (a list, not a string)" }));
+  });
+
+  it('does not echo a huge format value into the error message', async () => {
+    const text = await canonicalWith('format', JSON.stringify('A'.repeat(1_000_000)));
+    expect(() => parseSealed(text, 'db')).toThrow("sealed token 'db' is corrupt: unsupported format (a string of 1000000 characters)");
+  });
+});
+
 describe('sealed tokens: properties (fast-check)', () => {
   it('round-trips any byte string', async () => {
     await fc.assert(
