@@ -22,6 +22,8 @@ const KEY_BYTES = 32;
 const MAX_KEY_ID = 2048;
 const MAX_WRAPPED = 8192;
 const HKDF_INFO = Buffer.from(`${FORMAT} data key`, 'utf8');
+/** Key ids are ARNs, aliases, keyfile ids: visible ASCII. No spaces or control characters, which `tokend list` would print to a terminal. */
+const KEY_ID = new RegExp(`^[\\x21-\\x7e]{1,${MAX_KEY_ID}}$`);
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 const FIELDS = [
   'format',
@@ -237,8 +239,8 @@ export function parseSealed(bytes: Buffer | string, expectedName?: string): Seal
     return corrupt('the provider field names no known provider');
   }
   const keyId = record.keyId;
-  if (typeof keyId !== 'string' || keyId.length === 0 || keyId.length > MAX_KEY_ID) {
-    return corrupt('the keyId field is empty or too long');
+  if (typeof keyId !== 'string' || !KEY_ID.test(keyId)) {
+    return corrupt(`the keyId field is not 1 to ${MAX_KEY_ID} visible ASCII characters`);
   }
   const field = (key: 'wrappedKey' | 'nonce' | 'commitment' | 'ciphertext', min: number, max: number): Buffer => {
     const value = record[key];

@@ -184,6 +184,22 @@ describe('sealed tokens: hostile field values (found by test/fuzz-sealed.test.ts
     const text = await canonicalWith('format', JSON.stringify('A'.repeat(1_000_000)));
     expect(() => parseSealed(text, 'db')).toThrow("sealed token 'db' is corrupt: unsupported format (a string of 1000000 characters)");
   });
+
+  it.each([
+    ['an escape sequence', '"kf-0123456789abcdef/v1\\u001b[2J"'],
+    ['a newline', '"kf-0123456789abcdef/v1\\nforged line"'],
+    ['a space', '"kf-0123456789abcdef/v1 x"'],
+    ['non-ASCII', '"kf-0123456789abcdef/v\\u0661"'],
+  ])('refuses a keyId with %s (tokend list prints it to a terminal)', async (_what, raw) => {
+    const text = await canonicalWith('keyId', raw);
+    expect(() => parseSealed(text, 'db')).toThrow("sealed token 'db' is corrupt: the keyId field is not 1 to 2048 visible ASCII characters");
+  });
+
+  it('bounds the detail of a decrypt failure even for a 2048-character key id', async () => {
+    const text = await canonicalWith('keyId', JSON.stringify(`kf-${'f'.repeat(2045)}`));
+    const err = await expectDecryptFailure(openSealed(text, 'db', provider));
+    expect((err.detail ?? '').length).toBeLessThanOrEqual(301);
+  });
 });
 
 describe('sealed tokens: properties (fast-check)', () => {
