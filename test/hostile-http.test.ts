@@ -151,6 +151,32 @@ describe('slow and idle clients (bounded in time and count)', () => {
     expect(x.ms).toBeLessThan(2_000 + 2_000);
   });
 
+  it('closes a TCP connection that never starts the TLS handshake', async () => {
+    const x = await exchange(srv.port, () => undefined, { waitMs: bound + 5_000 });
+    expect(x.closed).toBe(true);
+    expect(x.ms).toBeLessThan(bound);
+    expect(x.raw.length).toBe(0);
+  });
+
+  it(`recovers when ${MAX_CONNECTIONS} silent TCP connections fill every slot`, async () => {
+    const sockets = Array.from({ length: MAX_CONNECTIONS }, () => {
+      const s = netConnect({ host: '127.0.0.1', port: srv.port });
+      s.on('error', () => undefined);
+      return s;
+    });
+    try {
+      await new Promise((r) => setTimeout(r, 200));
+      const started = performance.now();
+      let ok = false;
+      while (!ok && performance.now() - started < bound + 3_000) {
+        ok = (await curl(`${srv.url}/healthz`, { bundle: admin, args: ['--max-time', '2'] })).status === 200;
+      }
+      expect(ok).toBe(true);
+      expect(sockets.every((s) => s.destroyed || s.readableEnded)).toBe(true);
+    } finally {
+      for (const s of sockets) s.destroy();
+    }
+  }, 20_000);
 });
 
 describe('encoding tricks in token names (never a token, never another token)', () => {

@@ -125,6 +125,9 @@ async function startOne(address: ListenAddress, config: ServerConfig, deps: List
   const server = createServer(
     {
       ...serverTlsOptions(state.tls, keys),
+      // A connection that never finishes the handshake holds a slot (maxConnections) like a
+      // slow header sender does, so it gets the same bound instead of Node's 120 s default.
+      handshakeTimeout: config.headersTimeoutMs,
       maxHeaderSize: config.maxHeaderBytes,
       headersTimeout: config.headersTimeoutMs,
       requestTimeout: config.requestTimeoutMs,
@@ -155,6 +158,12 @@ async function startOne(address: ListenAddress, config: ServerConfig, deps: List
     deps.log.debug({ msg: 'tls handshake failed', reason: err.code ?? err.message });
   });
   server.on('clientError', (err: Error & { code?: string }, socket) => {
+    // https forwards TLS errors (failed or timed-out handshakes) here too: such a connection
+    // never became a verified TLS connection, so it gets no HTTP answer, only a close.
+    if (!sockets.has(socket as TLSSocket)) {
+      socket.destroy();
+      return;
+    }
     deps.metrics.inc('tokend_http_refused_total', { reason: err.code ?? 'parse' });
     if (socket.writable && err.code === 'HPE_HEADER_OVERFLOW') {
       socket.end('HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
