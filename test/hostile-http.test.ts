@@ -144,6 +144,31 @@ describe('slow and idle clients (bounded in time and count)', () => {
   // A timed-out request is noticed at the next check (connectionsCheckingInterval = min(1 s, headersTimeout)).
   const bound = HEADERS_TIMEOUT_MS * 2 + 1_000;
 
+  it('closes 20 slowloris connections (one header byte every 100 ms) with 408, serving others meanwhile', async () => {
+    const slow = (s: Socket) => {
+      const text = `GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ${'a'.repeat(200)}`;
+      let i = 0;
+      const timer = setInterval(() => (s.destroyed ? clearInterval(timer) : s.write(text[i++ % text.length] as string)), 100);
+      s.once('close', () => clearInterval(timer));
+    };
+    const pending = Array.from({ length: 20 }, () => send(slow, { waitMs: bound + 2_000 }));
+    await new Promise((r) => setTimeout(r, 300));
+    const during = await curl(`${srv.url}/v1/tokens/db`, { bundle: demo });
+    expect(during.status).toBe(200);
+    for (const x of await Promise.all(pending)) {
+      expect(x.closed).toBe(true);
+      expect(x.ms).toBeLessThan(bound);
+      expect(statuses(x)).toEqual([408]);
+    }
+  });
+
+  it('closes a connection that completes the handshake and then sends nothing, with 408', async () => {
+    const x = await send(() => undefined, { waitMs: bound + 2_000 });
+    expect(x.closed).toBe(true);
+    expect(x.ms).toBeLessThan(bound);
+    expect(statuses(x)).toEqual([408]);
+  });
+
   it('closes an idle keep-alive connection after keepAliveTimeout, without an error response', async () => {
     const x = await send(get('/healthz'), { waitMs: 6_000 });
     expect(statuses(x)).toEqual([200]);

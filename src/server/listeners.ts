@@ -167,6 +167,8 @@ async function startOne(address: ListenAddress, config: ServerConfig, deps: List
     deps.metrics.inc('tokend_http_refused_total', { reason: err.code ?? 'parse' });
     if (socket.writable && err.code === 'HPE_HEADER_OVERFLOW') {
       socket.end('HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    } else if (socket.writable && err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+      socket.end('HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
     } else if (socket.writable && err.code !== 'ECONNRESET') {
       socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
     } else socket.destroy();
