@@ -66,7 +66,9 @@ describe('request smuggling shapes', () => {
     ['a chunked body carrying a request', `GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n${smuggled.length.toString(16)}\r\n${smuggled}\r\n0\r\n\r\n`],
     ['a Content-Length body carrying a request', `GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: ${smuggled.length}\r\n\r\n${smuggled}`],
     ['a Content-Length shorter than the body', `GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello${smuggled}`],
+    ['Transfer-Encoding: identity', `GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\n\r\n${smuggled}`],
     ['Transfer-Encoding with a space before the colon', `GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n${smuggled}`],
+    ['Transfer-Encoding: xchunked', `GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n${smuggled}`],
     ['Transfer-Encoding: chunked, identity', `GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n${smuggled}`],
     ['a folded Transfer-Encoding', `GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n${smuggled}`],
     ['a Content-Length with a sign', `GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: +${smuggled.length}\r\n\r\n${smuggled}`],
@@ -131,6 +133,20 @@ describe('pipelined floods', () => {
     expect(x.responses[0]?.body.toString()).toBe(SECRET);
     expect(JSON.parse(x.responses[1]?.body.toString() ?? '{}').identity).toBe('demo');
     expect(x.responses[2]?.body.toString()).toBe(SECRET);
+  });
+
+  it('answers a token request before refusing the malformed request pipelined behind it (no response desync)', async () => {
+    const x = await send(`${get('/v1/tokens/db')}GARBAGE\r\n\r\n`);
+    expect(x.responses[0]?.status).toBe(200);
+    expect(x.responses[0]?.body.toString()).toBe(SECRET);
+    expect(statuses(x).slice(1).every((s) => s === 400)).toBe(true);
+    expect(x.closed).toBe(true);
+  });
+
+  it('writes nothing after a response that closed the connection, whatever else was pipelined', async () => {
+    const x = await send(`GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloGARBAGE\r\n\r\n`);
+    expect(statuses(x)).toEqual([400]);
+    expect(x.raw.toString('latin1').match(/HTTP\/1\.1 /g)).toHaveLength(1);
   });
 
   it('serves 30 connections pipelining 20 requests each, all answered', async () => {

@@ -15,6 +15,7 @@ import { isRevoked } from '../pki/index.js';
 import type { Metrics } from '../metrics.js';
 import type { Logger } from './log.js';
 import type { ServingState } from './state.js';
+import { connectionGuard } from './connection-guard.js';
 import { secureContextOptions, serverTlsOptions } from './tls-options.js';
 
 /** A parsed listen address. */
@@ -122,6 +123,7 @@ export async function startListeners(config: ServerConfig, deps: ListenerDeps, t
 
 async function startOne(address: ListenAddress, config: ServerConfig, deps: ListenerDeps, keys: Buffer, sockets: Set<TLSSocket>): Promise<Server> {
   const state = deps.state();
+  const guard = connectionGuard(deps.handler);
   const server = createServer(
     {
       ...serverTlsOptions(state.tls, keys),
@@ -136,7 +138,7 @@ async function startOne(address: ListenAddress, config: ServerConfig, deps: List
       requireHostHeader: true,
       joinDuplicateHeaders: false,
     },
-    deps.handler,
+    guard.onRequest,
   );
   keys.fill(0);
   server.maxConnections = config.maxConnections;
@@ -165,13 +167,7 @@ async function startOne(address: ListenAddress, config: ServerConfig, deps: List
       return;
     }
     deps.metrics.inc('tokend_http_refused_total', { reason: err.code ?? 'parse' });
-    if (socket.writable && err.code === 'HPE_HEADER_OVERFLOW') {
-      socket.end('HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-    } else if (socket.writable && err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
-      socket.end('HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-    } else if (socket.writable && err.code !== 'ECONNRESET') {
-      socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-    } else socket.destroy();
+    guard.onClientError(err, socket);
   });
 
   if (address.kind === 'unix') await clearStaleSocket(address.path);
