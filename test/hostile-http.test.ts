@@ -127,6 +127,26 @@ describe('malformed and huge headers', () => {
 });
 
 describe('pipelined floods', () => {
+  it(`answers ${MAX_REQUESTS} pipelined requests in order, then closes the connection without answering more`, async () => {
+    const requests = Array.from({ length: MAX_REQUESTS + 10 }, (_, i) => get(i % 2 === 0 ? '/v1/tokens/db' : '/healthz')).join('');
+    const x = await send(requests);
+    expect(statuses(x)).toEqual(Array(MAX_REQUESTS).fill(200));
+    x.responses.forEach((r, i) => expect(i % 2 === 0 ? r.body.toString() === SECRET : r.body.toString().includes('"status":"ok"')).toBe(true));
+    expect(x.responses.at(-1)?.headers.connection).toBe('close');
+    expect(x.closed).toBe(true);
+    expect(x.ms).toBeLessThan(2_000); // closed right after the last response, not by a timeout
+  });
+
+  it('disconnects a client that keeps sending requests past the per-connection limit', async () => {
+    const flood = (s: Socket) => {
+      const timer = setInterval(() => (s.destroyed ? clearInterval(timer) : s.write(get('/healthz'))), 20);
+      s.once('close', () => clearInterval(timer));
+    };
+    const x = await send(flood, { waitMs: 5_000 });
+    expect(x.closed).toBe(true);
+    expect(statuses(x)).toEqual(Array(MAX_REQUESTS).fill(200));
+  });
+
   it('keeps responses in request order when an asynchronous token answer precedes a synchronous one', async () => {
     const x = await send(get('/v1/tokens/db') + get('/v1/whoami') + get('/v1/tokens/db') + get('/healthz'), { responses: 4 });
     expect(statuses(x)).toEqual([200, 200, 200, 200]);

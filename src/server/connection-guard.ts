@@ -1,11 +1,13 @@
-// Per-connection HTTP bookkeeping: the answer to a malformed or timed-out
-// request, which must not overtake the responses still pending on the same
-// connection (pipelining) nor follow a response that already closed it.
+// Per-connection HTTP bookkeeping: the request limit, and the answer to a
+// malformed or timed-out request, which must not overtake the responses still
+// pending on the same connection (pipelining) nor follow a response that
+// already closed it.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 
 interface ConnectionState {
+  requests: number;
   /** Responses started and not yet closed. */
   pending: number;
   /** A parse error or timeout was seen: the connection is finished. */
@@ -20,19 +22,24 @@ const REFUSALS: Readonly<Record<string, string>> = {
 };
 
 export interface ConnectionGuard {
-  /** The server's request listener: tracks the responses pending per connection, then calls the handler. */
+  /** The server's request listener: counts and limits requests per connection, then calls the handler. */
   readonly onRequest: (req: IncomingMessage, res: ServerResponse) => void;
   /** Answers an HTTP parse error or timeout on an established connection, in order, then closes it. */
   readonly onClientError: (err: Error & { code?: string }, socket: Duplex) => void;
 }
 
-/** Wraps `handler`. */
-export function connectionGuard(handler: (req: IncomingMessage, res: ServerResponse) => void): ConnectionGuard {
+/**
+ * Wraps `handler`. The response to request `maxRequests` on a connection
+ * closes it; requests pipelined beyond it are never answered (the client
+ * retries them on a new connection, RFC 9112 §9.6), unlike Node's own limit,
+ * which answers each with a 503 and keeps the connection open.
+ */
+export function connectionGuard(handler: (req: IncomingMessage, res: ServerResponse) => void, maxRequests: number): ConnectionGuard {
   const states = new WeakMap<Duplex, ConnectionState>();
   const stateOf = (socket: Duplex): ConnectionState => {
     let state = states.get(socket);
     if (!state) {
-      state = { pending: 0, failed: false, whenIdle: undefined };
+      state = { requests: 0, pending: 0, failed: false, whenIdle: undefined };
       states.set(socket, state);
     }
     return state;
@@ -41,6 +48,9 @@ export function connectionGuard(handler: (req: IncomingMessage, res: ServerRespo
   return {
     onRequest(req, res) {
       const c = stateOf(req.socket);
+      c.requests += 1;
+      if (c.requests > maxRequests) return;
+      if (c.requests === maxRequests) res.shouldKeepAlive = false;
       c.pending += 1;
       res.once('close', () => {
         c.pending -= 1;

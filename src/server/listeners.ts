@@ -123,7 +123,7 @@ export async function startListeners(config: ServerConfig, deps: ListenerDeps, t
 
 async function startOne(address: ListenAddress, config: ServerConfig, deps: ListenerDeps, keys: Buffer, sockets: Set<TLSSocket>): Promise<Server> {
   const state = deps.state();
-  const guard = connectionGuard(deps.handler);
+  const guard = connectionGuard(deps.handler, config.maxRequestsPerConnection);
   const server = createServer(
     {
       ...serverTlsOptions(state.tls, keys),
@@ -142,7 +142,6 @@ async function startOne(address: ListenAddress, config: ServerConfig, deps: List
   );
   keys.fill(0);
   server.maxConnections = config.maxConnections;
-  server.maxRequestsPerSocket = config.maxRequestsPerConnection;
   server.on('secureConnection', (socket: TLSSocket) => {
     socket.disableRenegotiation();
     const serial = socket.getPeerCertificate().serialNumber;
