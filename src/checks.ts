@@ -4,6 +4,7 @@ import { describeError, isTokendError } from './errors.js';
 import type { Config } from './config.js';
 import { createProvider } from './kms/create.js';
 import { checkPki } from './pki/index.js';
+import { loadPolicy } from './policy.js';
 import { TokenStore } from './store.js';
 
 export interface CheckResult {
@@ -22,6 +23,15 @@ const CHECKS: readonly (readonly [string, Check])[] = [
       const { tokens, errors } = await new TokenStore(config.store).load();
       if (errors.length > 0) throw errors[0];
       return `${tokens.size} sealed token(s) in '${config.store}'`;
+    },
+  ],
+  [
+    'policy',
+    async (config) => {
+      // A policy that does not load would make serve refuse to start, or a reload fail.
+      const policy = await loadPolicy(config.policy);
+      const summary = `${policy.rules.length} rule(s) in '${config.policy}'`;
+      return policy.warnings.length === 0 ? summary : `${summary}; warning: ${policy.warnings.join('; warning: ')}`;
     },
   ],
   ['pki', (config) => checkPki(config.pki)],
