@@ -165,6 +165,10 @@ describe.concurrent('keyfile, store and sealed files', () => {
     }, ['keyfile', 'rotate', '--dir', 'DIR'], EXIT.config, "keyfile 'DIR/keyfile.json' is a symbolic link"],
     ['a missing keyfile', async (d) => rename(join(d, 'keyfile.json'), join(d, 'gone.json')), SEAL, EXIT.error, "keyfile 'DIR/keyfile.json' cannot be read: no such file or directory"],
     ['a store others can write', async (d) => chmod(join(d, 'tokens'), 0o777), SEAL, EXIT.config, "token store 'DIR/tokens' is writable by group or others (mode 0777)"],
+    ['a symlinked store', async (d) => {
+      await rename(join(d, 'tokens'), join(d, 'real-tokens'));
+      await symlink('real-tokens', join(d, 'tokens'));
+    }, SEAL, EXIT.config, "token store 'DIR/tokens' is a symbolic link"],
     ['a corrupt sealed file (seal refuses to replace it)', async (d) => writeFile(join(d, 'tokens', 'db.sealed'), '{"truncated": '), SEAL, EXIT.decrypt, "sealed token 'db' is corrupt: it is not valid JSON; refusing to replace it"],
     ['a sealed file with a terminal escape in its keyId (list)', async (d) => {
       const path = join(d, 'tokens', 'db.sealed');
