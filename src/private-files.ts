@@ -188,7 +188,7 @@ export function errno(err: unknown): string | undefined {
 
 function ioError(message: string, cause: unknown): TokendError {
   const code = errno(cause);
-  const hint = code === 'ENOSPC' ? ': no space left on device' : code === 'EROFS' ? ': read-only file system' : code === 'EACCES' || code === 'EPERM' ? ': permission denied' : code === 'ENOENT' ? ': no such file or directory' : code ? `: ${code}` : '';
+  const hint = code === 'ENOSPC' ? ': no space left on device' : code === 'EROFS' ? ': read-only file system' : code === 'EACCES' || code === 'EPERM' ? ': permission denied' : code === 'ENOENT' ? ': no such file or directory' : code === 'EISDIR' ? ': it is a directory' : code ? `: ${code}` : '';
   return new TokendError('ERR_IO', `${message}${hint}`, { cause });
 }
 

@@ -198,6 +198,7 @@ describe.concurrent('command lines', () => {
     ['retiring the primary key', ['keyfile', 'retire', '1', '--dir', 'DIR'], EXIT.usage, 'key version 1 is the primary key'],
     ['rewrapping to a key that does not exist', ['rewrap', '--to-key', 'kf-0000000000000000/v9', '--dir', 'DIR'], EXIT.kmsAccess, "key 'kf-0000000000000000/v9' is not in this keyfile"],
     ['unsealing a token that does not exist', ['unseal', 'nope', '--dir', 'DIR'], EXIT.notFound, "sealed token 'nope' file 'DIR/tokens/nope.sealed' does not exist"],
+    ['a config path that is a directory', ['check', '--config', 'DIR/tokens'], EXIT.error, "config file 'DIR/tokens' cannot be read: it is a directory"],
   ])('refuses %s', async (_what, args, exit, message, input) => {
     await refuses({ mutate: none, args, exit, message, ...(input === undefined ? {} : { input }) });
   });
