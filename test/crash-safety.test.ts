@@ -13,6 +13,7 @@ import { spawn } from 'node:child_process';
 import { watch } from 'node:fs';
 import { lstat, readFile, readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { openSealed, parseSealed } from '../src/envelope.js';
 import { loadKeyfileProvider } from '../src/kms/keyfile.js';
@@ -21,6 +22,8 @@ import { TOKEND_BIN, tokend } from './support/cli.js';
 import { tempDir } from './support/tmp.js';
 
 const ITERATIONS = Number(process.env.TOKEND_CRASH_ITERATIONS ?? 60);
+/** A preload that makes every file write wait, like a slow disk (test-only fault injection). */
+const SLOW_WRITES = fileURLToPath(new URL('./support/slow-writes.mjs', import.meta.url));
 const TOKENS = ['alpha', 'bravo', 'charlie', 'delta', 'echo'];
 const value = (name: string, version: number) => `crash-${name}-value-v${version}`;
 
@@ -49,10 +52,12 @@ interface Run {
  * `killAfterMs`) after it first creates a temporary file under `onWrite`: the
  * moment a random delay rarely hits (`trigger` picks which file counts).
  */
-function runAndKill(args: readonly string[], killAfterMs: number, input = '', onWrite?: string, trigger = /(^|\/)(\.tmp-|\.\.v-)/): Promise<Run> {
+function runAndKill(args: readonly string[], killAfterMs: number, input = '', onWrite?: string, trigger = /(^|\/)(\.tmp-|\.\.v-)/, writeDelayMs = 0): Promise<Run> {
   const started = performance.now();
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [TOKEND_BIN, ...args], { stdio: ['pipe', 'ignore', 'ignore'], env: { ...process.env, TOKEND_CONFIG: '' } });
+    const node = writeDelayMs > 0 ? ['--import', SLOW_WRITES, TOKEND_BIN] : [TOKEND_BIN];
+    const env = { ...process.env, TOKEND_CONFIG: '', TOKEND_TEST_WRITE_DELAY_MS: String(writeDelayMs) };
+    const child = spawn(process.execPath, [...node, ...args], { stdio: ['pipe', 'ignore', 'ignore'], env });
     child.stdin.on('error', () => undefined);
     child.stdin.end(input);
     const kill = () => child.kill('SIGKILL');
@@ -311,4 +316,19 @@ describe('crash safety under kill -9', () => {
     }
   }, 600_000);
 
+  it('never leaves a PKI lock that wedges later commands, however soon after taking it the command dies', async () => {
+    const dir = join(root, 'lock');
+    expect((await tokend(['init', '--dir', dir])).code).toBe(0);
+    let killed = 0;
+    for (let i = 0; i < 8; i += 1) {
+      // Writes take 300 ms (a slow disk): the kill lands while the lock is being taken.
+      const r = await runAndKill(['cert', 'issue', 'demo', '--force', '--dir', dir], 100, '', join(dir, 'pki'), /(^|\/)\.lock$|\.tmp-\.lock\./, 300);
+      if (r.killed) killed += 1;
+      const next = await tokend(['cert', 'list', '--dir', dir]);
+      const after = await tokend(['cert', 'issue', 'demo', '--force', '--dir', dir], { timeoutMs: 20_000 });
+      expect(after.code, after.stderr).toBe(0);
+      expect(next.code).toBe(0);
+    }
+    expect(killed).toBeGreaterThan(4);
+  }, 300_000);
 });
