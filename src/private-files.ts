@@ -229,7 +229,8 @@ export function errno(err: unknown): string | undefined {
   return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string' ? err.code : undefined;
 }
 
-function ioError(message: string, cause: unknown): TokendError {
+/** ERR_IO with `message` and the cause in words (no space left on device, read-only file system, …). */
+export function ioError(message: string, cause: unknown): TokendError {
   const code = errno(cause);
   const hint = code === 'ENOSPC' ? ': no space left on device' : code === 'EROFS' ? ': read-only file system' : code === 'EACCES' || code === 'EPERM' ? ': permission denied' : code === 'ENOENT' ? ': no such file or directory' : code === 'EISDIR' ? ': it is a directory' : code ? `: ${code}` : '';
   return new TokendError('ERR_IO', `${message}${hint}`, { cause });

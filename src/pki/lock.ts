@@ -4,7 +4,7 @@
 
 import { link, readFile, rm, writeFile } from 'node:fs/promises';
 import { TokendError } from '../errors.js';
-import { errno, tempPath } from '../private-files.js';
+import { errno, ioError, tempPath } from '../private-files.js';
 
 const RETRY_MS = 25;
 const WAIT_MS = 10_000;
@@ -52,7 +52,7 @@ async function tryLock(path: string): Promise<boolean> {
     return true;
   } catch (err) {
     if (errno(err) === 'EEXIST') return false;
-    throw new TokendError('ERR_IO', `could not create lock file '${path}'`, { cause: err });
+    throw ioError(`could not create lock file '${path}'`, err);
   } finally {
     await rm(temp, { force: true });
   }
