@@ -1,0 +1,76 @@
+// `tokend serve` as a real process (the built binary), for tests and the soak
+// that watch it from outside: its log lines, its address, its memory and file
+// descriptors in /proc, signals. Imports only node: modules, so the soak script
+// can run it with Node's type stripping.
+
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { readFile, readdir } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+
+const BIN = fileURLToPath(new URL('../../bin/tokend', import.meta.url));
+
+export interface ServeProcess {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  /** `https://127.0.0.1:PORT` of the first listen address. */
+  readonly url: string;
+  /** Everything written to stdout (JSON log lines) and stderr, so far. */
+  stdout(): string;
+  stderr(): string;
+  /** Parsed log lines so far. */
+  logs(): Record<string, unknown>[];
+  /** Resident set size in bytes (VmRSS). */
+  rss(): Promise<number>;
+  /** Open file descriptors. */
+  fds(): Promise<number>;
+  /** SIGTERM, then the exit code. */
+  stop(): Promise<number | null>;
+  readonly exited: Promise<number | null>;
+}
+
+/** Starts `tokend serve --config <configPath>` (with `node`, default this one) and resolves once it logs `ready`. */
+export async function startServeProcess(configPath: string, options: { env?: NodeJS.ProcessEnv; nodeArgs?: readonly string[]; node?: string } = {}): Promise<ServeProcess> {
+  const child = spawn(options.node ?? process.execPath, [...(options.nodeArgs ?? []), BIN, 'serve', '--config', configPath], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, TOKEND_CONFIG: '', ...options.env },
+  });
+  const out: string[] = [];
+  const err: string[] = [];
+  child.stdout?.on('data', (c: Buffer) => out.push(c.toString('utf8')));
+  child.stderr?.on('data', (c: Buffer) => err.push(c.toString('utf8')));
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  const logs = () =>
+    out
+      .join('')
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  const deadline = Date.now() + 20_000;
+  let address: string | undefined;
+  while (address === undefined) {
+    address = (logs().find((l) => l.msg === 'ready')?.addresses as string[] | undefined)?.[0];
+    if (address !== undefined) break;
+    if (child.exitCode !== null || Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`tokend serve did not become ready: ${err.join('').slice(0, 2_000)}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const pid = child.pid as number;
+  return {
+    child,
+    pid,
+    url: `https://${address}`,
+    stdout: () => out.join(''),
+    stderr: () => err.join(''),
+    logs,
+    rss: async () => Number(/VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024,
+    fds: async () => (await readdir(`/proc/${pid}/fd`)).length,
+    async stop() {
+      child.kill('SIGTERM');
+      return exited;
+    },
+    exited,
+  };
+}
