@@ -18,6 +18,7 @@ import type { Logger } from './server/log.js';
 import { buildState } from './server/state.js';
 import type { ServingState, StateSources } from './server/state.js';
 import { loadTlsMaterial } from './pki/index.js';
+import { runtimeWarnings } from './runtime.js';
 
 /** What systemd (or nothing) is told about the daemon's life. */
 export interface Notifier {
@@ -74,6 +75,7 @@ export async function serve(options: ServeOptions): Promise<number> {
   });
 
   let state = await buildState(config, 1, sources);
+  for (const w of runtimeWarnings()) log.warn({ msg: w });
   if (state.provider.name === 'keyfile') log.warn({ msg: KEYFILE_WARNING });
   for (const w of state.policy.warnings) log.warn({ msg: w });
   let listeners: Listeners;
