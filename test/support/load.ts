@@ -43,18 +43,17 @@ export interface LoadOptions {
 
 export interface Load {
   readonly stats: LoadStats;
+  /** Makes every client read its bundle files again for its next connection (after a renewal), as a container's next curl would. */
+  refreshBundles(): void;
   /** Stops the clients and waits for the requests in flight. */
   stop(): Promise<void>;
 }
 
 const tlsCache = new Map<string, { cert: Buffer; key: Buffer; ca: Buffer }>();
 
-/**
- * The client files of a bundle. Read once per bundle unless `fresh` (a renewed
- * bundle must be read again, as a container's curl would).
- */
-export function bundleFiles(bundle: string, fresh = false): { cert: Buffer; key: Buffer; ca: Buffer } {
-  let files = fresh ? undefined : tlsCache.get(bundle);
+/** The client files of a bundle, read once until refreshBundles(). */
+export function bundleFiles(bundle: string): { cert: Buffer; key: Buffer; ca: Buffer } {
+  let files = tlsCache.get(bundle);
   if (!files) {
     files = { cert: readFileSync(join(bundle, 'client.crt')), key: readFileSync(join(bundle, 'client.key')), ca: readFileSync(join(bundle, 'ca.crt')) };
     tlsCache.set(bundle, files);
@@ -62,15 +61,11 @@ export function bundleFiles(bundle: string, fresh = false): { cert: Buffer; key:
   return files;
 }
 
-/** Forgets cached bundle files (after a renewal). */
-export function forgetBundles(): void {
-  tlsCache.clear();
-}
-
 /** Starts the clients. */
 export function startLoad(options: LoadOptions): Load {
   const stats: LoadStats = { ok: 0, unexpected: 0, samples: [], latencies: [] };
   let running = true;
+  let generation = 0;
   const allAgents: Agent[] = [];
   const fail = (what: string) => {
     stats.unexpected += 1;
@@ -107,7 +102,13 @@ export function startLoad(options: LoadOptions): Load {
   const client = async (kind: 'keep-alive' | 'fresh' | 'full') => {
     // One agent per identity, as a container would hold: a keep-alive connection, or a TLS session to resume.
     const agents = new Map<string, Agent>();
+    let seen = generation;
     const agentFor = (bundle: string) => {
+      if (seen !== generation) {
+        seen = generation;
+        for (const a of agents.values()) a.destroy();
+        agents.clear();
+      }
       let agent = agents.get(bundle);
       if (!agent) {
         agent = new Agent({ keepAlive: kind === 'keep-alive', maxSockets: 1, maxCachedSessions: 4, ...bundleFiles(bundle) });
@@ -129,6 +130,10 @@ export function startLoad(options: LoadOptions): Load {
   ];
   return {
     stats,
+    refreshBundles() {
+      tlsCache.clear();
+      generation += 1;
+    },
     async stop() {
       running = false;
       await Promise.all(clients);

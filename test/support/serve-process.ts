@@ -5,7 +5,7 @@
 
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { readFile, readdir } from 'node:fs/promises';
+import { readFile, readdir, readlink } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { recordOutput } from './leak-watch.ts';
 
@@ -23,8 +23,8 @@ export interface ServeProcess {
   logs(): Record<string, unknown>[];
   /** Resident set size in bytes (VmRSS). */
   rss(): Promise<number>;
-  /** Open file descriptors. */
-  fds(): Promise<number>;
+  /** Open file descriptors: all of them, the sockets among them (connections, listeners), and the rest (files, pipes, epoll…). */
+  fds(): Promise<{ total: number; sockets: number; other: number }>;
   /** SIGTERM, then the exit code. */
   stop(): Promise<number | null>;
   readonly exited: Promise<number | null>;
@@ -73,7 +73,12 @@ export async function startServeProcess(configPath: string, options: { env?: Nod
     stderr: () => err.join(''),
     logs,
     rss: async () => Number(/VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024,
-    fds: async () => (await readdir(`/proc/${pid}/fd`)).length,
+    async fds() {
+      const entries = await readdir(`/proc/${pid}/fd`);
+      const targets = await Promise.all(entries.map((fd) => readlink(`/proc/${pid}/fd/${fd}`).catch(() => '')));
+      // A descriptor closed between readdir and readlink reads as '' and counts as neither.
+      return { total: entries.length, sockets: targets.filter((t) => t.startsWith('socket:')).length, other: targets.filter((t) => t !== '' && !t.startsWith('socket:')).length };
+    },
     async stop() {
       child.kill('SIGTERM');
       return exited;
