@@ -101,6 +101,22 @@ describe('serve as a process', () => {
     expect(await p.exited).toBe(0);
   });
 
+  it('tokend health reports a running server healthy (handshake, and /healthz with a bundle) and a stopped one not', async () => {
+    const fx = await fixtureWithToken('health-secret');
+    const p = start(['serve', '--config', fx.configPath]);
+    const address = await waitFor('ready', () => readyAddress(p));
+    const plain = await tokend(['health', '--config', fx.configPath, '--address', address]);
+    expect(plain.code, plain.stdout.toString()).toBe(0);
+    expect(plain.stdout.toString()).toContain(`healthy: ${address} completes a TLS handshake`);
+    const full = await tokend(['health', '--config', fx.configPath, '--address', address, '--bundle', fx.bundleDir('demo')]);
+    expect(full.stdout.toString()).toContain('answers GET /healthz with 200');
+    p.child.kill('SIGTERM');
+    expect(await p.exited).toBe(0);
+    const down = await tokend(['health', '--config', fx.configPath, '--address', address]);
+    expect(down.code).toBe(1);
+    expect(down.stdout.toString()).toContain(`unhealthy: ${address}`);
+  });
+
   it('refuses a non-loopback listen address unless the config allows it (exit 3, naming it)', async () => {
     const fx = await fixtureWithToken('x');
     await fx.editConfig((doc) => {

@@ -16,6 +16,7 @@ import { rewrapCommand } from './commands/rewrap.js';
 import { sealCommand } from './commands/seal.js';
 import { unsealCommand } from './commands/unseal.js';
 import { serveCommand } from './commands/serve.js';
+import { healthCommand } from './commands/health.js';
 
 /** Every command, in the order `--help` lists them. */
 export const COMMANDS: readonly Command[] = [
@@ -33,6 +34,7 @@ export const COMMANDS: readonly Command[] = [
   certRenewCommand,
   checkCommand,
   serveCommand,
+  healthCommand,
 ];
 
 /** Runs the CLI with `argv` (without node and script) and returns the exit code. */
