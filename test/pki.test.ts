@@ -369,3 +369,28 @@ async function opensslText(path: string): Promise<string> {
     execFile('openssl', ['x509', '-in', path, '-noout', '-text'], (err, stdout) => (err ? reject(err) : resolve(stdout))),
   );
 }
+
+describe('test support: minted certificates are what they say', () => {
+  it.each(['rsa', 'ec'] as const)('mints a %s CA with name constraints and leaves with each EKU choice', async (keyType) => {
+    const dir = await tempDir();
+    const ca = await mintCa(dir, { keyType, trustDomain: 'tokend.local' });
+    expect(await opensslText(ca.certPath)).toMatch(/Name Constraints: critical\s+Permitted:\s+URI:tokend\.local/);
+    const cases = [
+      ['clientAuth', ['1.3.6.1.5.5.7.3.2']],
+      ['serverAuth', ['1.3.6.1.5.5.7.3.1']],
+      ['both', ['1.3.6.1.5.5.7.3.2', '1.3.6.1.5.5.7.3.1']],
+      ['none', undefined],
+    ] as const;
+    for (const [eku, oids] of cases) {
+      const leaf = await mintCert(dir, ca, { identity: `svc-${eku.toLowerCase()}`, eku, keyType });
+      const cert = new X509Certificate(leaf.certPem);
+      expect(cert.keyUsage?.slice().sort()).toEqual(oids?.slice().sort());
+      expect(cert.subjectAltName).toBe(`URI:spiffe://tokend.local/svc-${eku.toLowerCase()}`);
+      expect(normalizeSerial(cert.serialNumber)).toBe(leaf.serial);
+      expect(cert.verify(new X509Certificate(ca.certPem).publicKey)).toBe(true);
+      expect(cert.publicKey.asymmetricKeyType).toBe(keyType);
+    }
+    const server = await mintServerCert(dir, ca, { keyType });
+    expect(new X509Certificate(server.certPem).checkIP('::1')).toBe('::1');
+  });
+});

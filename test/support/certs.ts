@@ -5,7 +5,7 @@
 // cannot make EC certificates.
 
 import { execFile } from 'node:child_process';
-import { X509Certificate, createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { X509Certificate, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -223,11 +223,6 @@ async function opensslSign(spec: {
 /** YYYYMMDDHHMMSSZ, which `openssl ca -startdate/-enddate` accepts. */
 function opensslTime(d: Date): string {
   return `${d.toISOString().replace(/[-:T]/g, '').slice(0, 14)}Z`;
-}
-
-/** A random file-name-safe suffix. */
-export function uniqueName(prefix: string): string {
-  return `${prefix}-${randomBytes(4).toString('hex')}`;
 }
 
 /** An existing CA (e.g. tokend's own pki/ca.crt + ca.key) as an issuer for mintCert. */
