@@ -155,9 +155,9 @@ async function swapIn(dir: string, files: BundleFiles, version: string, owner: O
 async function writeVersion(versionDir: string, files: BundleFiles, owner: Owner | undefined): Promise<void> {
   await makeDir(versionDir, owner);
   const own = owner ? { owner } : {};
-  await writeFileAtomic(join(versionDir, BUNDLE_FILES.ca), files.caPem, { mode: 0o644, overwrite: false, ...own });
   await writeFileAtomic(join(versionDir, BUNDLE_FILES.cert), files.certPem, { mode: 0o644, overwrite: false, ...own });
   await writeFileAtomic(join(versionDir, BUNDLE_FILES.key), files.keyPem, { mode: 0o600, overwrite: false, ...own });
+  await writeFileAtomic(join(versionDir, BUNDLE_FILES.ca), files.caPem, { mode: 0o644, overwrite: false, ...own });
 }
 
 async function makeDir(path: string, owner: Owner | undefined): Promise<void> {
