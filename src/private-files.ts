@@ -186,13 +186,15 @@ export function errno(err: unknown): string | undefined {
   return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string' ? err.code : undefined;
 }
 
-function ioError(message: string, cause: unknown): TokendError {
+/** An ERR_IO error naming the subject, with the errno of `cause` explained. */
+export function ioError(message: string, cause: unknown): TokendError {
   const code = errno(cause);
   const hint = code === 'ENOSPC' ? ': no space left on device' : code === 'EROFS' ? ': read-only file system' : code === 'EACCES' || code === 'EPERM' ? ': permission denied' : code === 'ENOENT' ? ': no such file or directory' : code ? `: ${code}` : '';
   return new TokendError('ERR_IO', `${message}${hint}`, { cause });
 }
 
-async function syncDir(dir: string): Promise<void> {
+/** fsyncs a directory so a rename in it is durable. */
+export async function syncDir(dir: string): Promise<void> {
   const handle = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
   try {
     await handle.sync();
