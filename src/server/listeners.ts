@@ -150,9 +150,13 @@ async function startOne(address: ListenAddress, config: ServerConfig, deps: List
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
   });
-  server.on('tlsClientError', (err: Error & { code?: string }) => {
-    deps.metrics.inc('tokend_tls_refused_total', { reason: err.code ?? 'handshake' });
-    deps.log.debug({ msg: 'tls handshake failed', reason: err.code ?? err.message });
+  server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
+    // A rejected client certificate surfaces as a hang-up; the real reason is the socket's authorizationError.
+    const certificate = socket.authorizationError ? String(socket.authorizationError) : undefined;
+    const reason = certificate ?? err.code ?? 'handshake';
+    deps.metrics.inc('tokend_tls_refused_total', { reason });
+    if (certificate) deps.log.info({ msg: 'connection refused', reason: `client certificate rejected: ${certificate}` });
+    else deps.log.debug({ msg: 'tls handshake failed', reason });
   });
   server.on('clientError', (err: Error & { code?: string }, socket) => {
     deps.metrics.inc('tokend_http_refused_total', { reason: err.code ?? 'parse' });
