@@ -4,12 +4,25 @@
 import { execFileSync } from 'node:child_process';
 import { afterAll, onTestFinished } from 'vitest';
 
+const afterFile = new Set<() => Promise<void>>();
+
+// Registered when a test file first imports this module (collection time), so it runs after
+// the file's own hooks; an afterAll() registered later, from inside a beforeAll, never runs.
+afterAll(async () => {
+  const errors: unknown[] = [];
+  for (const dispose of [...afterFile].reverse()) {
+    afterFile.delete(dispose);
+    await dispose().catch((err: unknown) => errors.push(err));
+  }
+  if (errors.length > 0) throw new AggregateError(errors, 'cleanup failed');
+});
+
 /** Runs `dispose` after the current test (inside a test) or after the test file (inside a hook). */
 export function deferCleanup(dispose: () => Promise<void>): void {
   try {
     onTestFinished(dispose);
   } catch {
-    afterAll(dispose);
+    afterFile.add(dispose);
   }
 }
 
