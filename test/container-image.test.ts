@@ -1,25 +1,17 @@
 // The Dockerfile builds with real podman (behind this machine's TLS-intercepting proxy, given its
 // CA as a build secret) into a small, non-root, shell-less image that runs read-only.
 
-import { existsSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { baseImages, podman } from './support/podman.js';
-import { REPO } from './support/rootfs.js';
+import { TOKEND_IMAGE as IMAGE, podman, tokendImage } from './support/podman.js';
 import { hasCommand, isRoot, missing } from './support/requirements.js';
 
 const skip = missing({ root: isRoot(), podman: hasCommand('podman'), debootstrap: hasCommand('debootstrap') });
 
-const IMAGE = 'localhost/tokend:test';
-const CA = process.env.NODE_EXTRA_CA_CERTS ?? '/etc/ssl/certs/ca-certificates.crt';
 /** Runs the image read-only with no capabilities (health checks need systemd timers: off here). */
 const runImage = (...args: string[]) => podman(['run', '--rm', '--read-only', '--cap-drop=all', '--no-healthcheck', ...args], { allowFailure: true });
 
 describe.skipIf(skip)('the container image (Dockerfile)', () => {
-  beforeAll(async () => {
-    await baseImages();
-    const secret = existsSync(CA) ? ['--secret', `id=ca,src=${CA}`] : [];
-    await podman(['build', '--format', 'docker', ...secret, '-t', IMAGE, REPO], { timeoutMs: 900_000 });
-  }, 900_000);
+  beforeAll(() => tokendImage(), 900_000);
 
   it('prints tokend help, read-only and with no capabilities', async () => {
     const r = await runImage(IMAGE, '--help');

@@ -1,14 +1,14 @@
 // units/tokend.service: clean under `systemd-analyze verify`, exposure ≤ 2.0, and its sandbox
 // really runs a Node daemon under systemd 252 (a throwaway daemon stands in for `tokend serve`).
 
-import { chmod, readFile } from 'node:fs/promises';
+import { chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { bootMachine } from './support/nspawn.js';
 import { REPO, freshRoot } from './support/rootfs.js';
 import { run } from './support/run.js';
 import { hasCommand, isRoot, missing } from './support/requirements.js';
-import { REPO_BIND, REPO_IN_MACHINE, assertBuilt, writeIntoRoot } from './support/units.js';
+import { REPO_BIND, REPO_IN_MACHINE, assertBuilt, installTokendUnit, writeIntoRoot } from './support/units.js';
 
 const skip = missing({
   root: isRoot(),
@@ -18,17 +18,12 @@ const skip = missing({
 });
 
 const UNIT = join(REPO, 'units/tokend.service');
-const SYSUSERS = join(REPO, 'units/tokend.sysusers');
 
-/** The unit and its user, installed into a root; a stand-in daemon replaces `tokend serve`. */
+/** The unit and its user, installed into a root; a stand-in command can replace `tokend serve`. */
 async function installUnit(root: string, execStart?: string, extra = ''): Promise<void> {
-  await writeIntoRoot(root, {
-    'etc/systemd/system/tokend.service': await readFile(UNIT, 'utf8'),
-    'etc/sysusers.d/tokend.conf': await readFile(SYSUSERS, 'utf8'),
-    'etc/tokend/tokend.json': '{}\n',
-    'usr/local/bin/tokend': '#!/bin/sh\nexit 3\n',
-    ...(execStart ? { 'etc/systemd/system/tokend.service.d/stand-in.conf': `[Service]\n${extra}ExecStart=\nExecStart=${execStart}\n` } : {}),
-  });
+  await installTokendUnit(root, execStart ? `[Service]\n${extra}ExecStart=\nExecStart=${execStart}\n` : undefined);
+  // Until `tokend serve` exists, the installed tokend fails as a bad config does: exit code 3.
+  await writeIntoRoot(root, { 'etc/tokend/tokend.json': '{}\n', 'usr/local/bin/tokend': '#!/bin/sh\nexit 3\n' });
   await chmod(join(root, 'usr/local/bin/tokend'), 0o755);
 }
 

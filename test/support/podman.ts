@@ -85,3 +85,24 @@ export function stopAfter<T extends Stoppable>(container: T): T {
   });
   return container;
 }
+
+/** The tag tokendImage() builds. */
+export const TOKEND_IMAGE = 'localhost/tokend:test';
+
+let tokend: Promise<string> | undefined;
+
+/**
+ * Builds the project's Dockerfile once per test file (podman's layer cache makes repeats cheap)
+ * in docker format, which keeps its HEALTHCHECK; behind a TLS-intercepting proxy npm gets the
+ * CA bundle (NODE_EXTRA_CA_CERTS) as a build secret. Returns the image tag.
+ */
+export function tokendImage(): Promise<string> {
+  tokend ??= (async () => {
+    await baseImages();
+    const ca = process.env.NODE_EXTRA_CA_CERTS ?? '/etc/ssl/certs/ca-certificates.crt';
+    const secret = existsSync(ca) ? ['--secret', `id=ca,src=${ca}`] : [];
+    await podman(['build', '--format', 'docker', ...secret, '-t', TOKEND_IMAGE, REPO], { timeoutMs: 900_000 });
+    return TOKEND_IMAGE;
+  })();
+  return tokend;
+}
