@@ -18,17 +18,9 @@ import type { Logger } from './server/log.js';
 import { buildState } from './server/state.js';
 import type { ServingState, StateSources } from './server/state.js';
 import { loadTlsMaterial, renewServerCertIfDue } from './pki/index.js';
+import { createNotifier } from './systemd/notify.js';
+import type { Notifier } from './systemd/notify.js';
 
-/** What systemd (or nothing) is told about the daemon's life. */
-export interface Notifier {
-  ready(status: string): void;
-  status(text: string): void;
-  reloading(): void;
-  stopping(): void;
-  close(): void;
-}
-
-const quietNotifier: Notifier = { ready() {}, status() {}, reloading() {}, stopping() {}, close() {} };
 
 export interface ServeOptions {
   readonly configPath: string;
@@ -65,7 +57,7 @@ export interface Daemon {
 export async function serve(options: ServeOptions): Promise<number> {
   const config = await loadConfig(options.configPath, options.env);
   const log = options.logger ?? createLogger(config.logLevel);
-  const notifier = options.notifier ?? quietNotifier;
+  const notifier = options.notifier ?? createNotifier({});
   const metrics = defineMetrics(new Metrics());
   const sources: StateSources = { loadTls: (c) => loadTlsMaterial(c.pki), ...options.sources };
   const cache = new DataKeyCache({
@@ -178,7 +170,7 @@ export async function serve(options: ServeOptions): Promise<number> {
   ];
   for (const t of timers) t.unref();
 
-  log.info({ msg: 'ready', addresses: listeners.addresses, tokens: state.tokens.size, provider: state.provider.name });
+  log.info({ msg: 'ready', addresses: listeners.addresses, tokens: state.tokens.size, provider: state.provider.name, systemd: notifier.enabled, watchdogMs: notifier.watchdogIntervalMs });
   notifier.ready(status());
   options.onReady?.({ config, metrics, cache, addresses: listeners.addresses, reload, renewServerCert, state: () => state });
 
@@ -196,8 +188,8 @@ export async function serve(options: ServeOptions): Promise<number> {
   cache.clear();
   state.provider.close();
   log.info({ msg: 'stopped' });
+  await notifier.close();
   flushLogger(log);
-  notifier.close();
   return 0;
 }
 
