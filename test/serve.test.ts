@@ -315,13 +315,31 @@ describe('serve: reload', () => {
     expect((await curl(`${srv.url}/v1/tokens/text-token`, { bundle: billing })).status).toBe(200);
   });
 
-  it('refuses a revoked certificate after a reload, at the TLS level', async () => {
+  it('refuses a revoked certificate after a reload: new connections at the TLS level, live ones with 403', async () => {
     const victim = await fx.bundle('victim');
-    expect((await curl(`${srv.url}/healthz`, { bundle: victim })).status).toBe(200);
-    const config = await loadConfig(fx.configPath);
-    await revoke(config.pki, 'victim');
-    await fx.writePolicy([{ identities: ['demo'], tokens: ['*-token'] }]);
-    expect(await srv.daemon.reload()).toBe(true);
+    const [cert, key, ca] = await Promise.all(['client.crt', 'client.key', 'ca.crt'].map((f) => readFile(join(victim, f))));
+    const { Agent } = await import('node:https');
+    const agent = new Agent({ keepAlive: true, maxSockets: 1, cert, key, ca });
+    const get = () =>
+      new Promise<{ status: number; reused: boolean; code?: string }>((resolve, reject) => {
+        const req = request(`${srv.url}/healthz`, { agent }, (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, reused: req.reusedSocket, code: body.includes('"code"') ? JSON.parse(body).code : undefined }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    try {
+      expect((await get()).status).toBe(200);
+      const config = await loadConfig(fx.configPath);
+      await revoke(config.pki, 'victim');
+      await fx.writePolicy([{ identities: ['demo'], tokens: ['*-token'] }]);
+      expect(await srv.daemon.reload()).toBe(true);
+      expect(await get()).toEqual({ status: 403, reused: true, code: 'ERR_REVOKED' });
+    } finally {
+      agent.destroy();
+    }
     const r = await curl(`${srv.url}/healthz`, { bundle: victim });
     expect(r.status).toBe(0);
     expect(srv.logs.some((l) => l.msg === 'connection refused' && l.reason === 'client certificate revoked')).toBe(true);
