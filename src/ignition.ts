@@ -2,8 +2,8 @@
 // sealed tokens, an external CA bundle), the units, and which of them start on first boot.
 // Pure: it takes file contents and returns the config. Everything in it is readable from the
 // cloud's metadata service, so it holds no secret and no private key, ever: the host makes its
-// own CA and keys on first boot (units/tokend.service, ExecStartPre), and the KMS credentials
-// are the instance role's.
+// own CA and keys on first boot (units/tokend-ca.service), and the KMS credentials are the
+// instance role's.
 
 import { parseConfig } from './config.js';
 import type { Config } from './config.js';
@@ -43,7 +43,7 @@ export interface HostFiles {
   readonly tokens: ReadonlyMap<string, string>;
   /** External mode: the CA bundle that client certificates chain to (certificates only). */
   readonly caBundle?: string | undefined;
-  /** Unit files by name: tokend.service, tokend-client@.service, tokend-renew.service, tokend-renew.timer. */
+  /** Unit files by name: HOST_UNITS. */
   readonly units: Readonly<Record<string, string>>;
   readonly clients: readonly HostClient[];
 }
@@ -52,7 +52,7 @@ export interface HostFiles {
 export interface IgnitionConfig {
   readonly ignition: { readonly version: string };
   readonly passwd: { readonly users: readonly IgnitionUser[] };
-  readonly storage: { readonly directories: readonly IgnitionNode[]; readonly files: readonly IgnitionFile[] };
+  readonly storage: { readonly directories: readonly IgnitionNode[]; readonly files: readonly IgnitionFile[]; readonly links: readonly IgnitionLink[] };
   readonly systemd: { readonly units: readonly IgnitionUnit[] };
 }
 
@@ -76,6 +76,12 @@ interface IgnitionFile extends IgnitionNode {
   readonly contents: { readonly source: string };
 }
 
+interface IgnitionLink {
+  readonly path: string;
+  readonly target: string;
+  readonly hard: boolean;
+}
+
 interface IgnitionUnit {
   readonly name: string;
   readonly enabled?: boolean;
@@ -84,7 +90,10 @@ interface IgnitionUnit {
 }
 
 /** The units every host gets, in this order. */
-export const HOST_UNITS = Object.freeze(['tokend.service', 'tokend-client@.service', 'tokend-renew.service', 'tokend-renew.timer']);
+export const HOST_UNITS = Object.freeze(['tokend.service', 'tokend-ca.service', 'tokend-client@.service', 'tokend-renew.service', 'tokend-renew.timer']);
+
+/** The units that start on boot; the others are pulled in (Requires=, the timer, client links). */
+const ENABLED = new Set(['tokend.service', 'tokend-renew.timer']);
 
 const PRIVATE_KEY = /-----BEGIN [A-Z ]*PRIVATE KEY-----/;
 
@@ -136,15 +145,16 @@ export function renderIgnition(input: HostFiles): IgnitionConfig {
         ...(input.caBundle === undefined ? [] : [{ ...readable(HOST.caBundle, input.caBundle), mode: 0o644 }]),
         ...names.map((name) => readable(`${HOST.tokens}/${name}.sealed`, input.tokens.get(name) as string)),
       ],
+      // Enabling a template's instance through `systemd.units[].enabled` makes Ignition 2.14 ask
+      // the running systemd; the link `systemctl enable` would make needs nothing.
+      links: clients.map((c) => ({ path: `/etc/systemd/system/multi-user.target.wants/tokend-client@${c.identity}.service`, target: '/etc/systemd/system/tokend-client@.service', hard: false })),
     },
     systemd: {
       units: [
-        ...HOST_UNITS.map((name) => ({ name, ...(name.includes('@') || name === 'tokend-renew.service' ? {} : { enabled: true }), contents: input.units[name] as string })),
-        ...clients.map((c) => ({
-          name: `tokend-client@${c.identity}.service`,
-          enabled: true,
-          ...(c.owner ? { dropins: [{ name: 'owner.conf', contents: `[Service]\nEnvironment=TOKEND_CLIENT_OWNER=${c.owner.uid}:${c.owner.gid}\n` }] } : {}),
-        })),
+        ...HOST_UNITS.map((name) => ({ name, ...(ENABLED.has(name) ? { enabled: true } : {}), contents: input.units[name] as string })),
+        ...clients.flatMap((c) =>
+          c.owner ? [{ name: `tokend-client@${c.identity}.service`, dropins: [{ name: 'owner.conf', contents: `[Service]\nEnvironment=TOKEND_CLIENT_OWNER=${c.owner.uid}:${c.owner.gid}\n` }] }] : [],
+        ),
       ],
     },
   };

@@ -56,6 +56,7 @@ function butaneToIgnition(bu: Json, filesDir: string): Json {
     for (const k of Object.keys(obj)) if (!keys.includes(k)) throw new Error(`${where}: key '${k}' is not handled by this test's Butane translation`);
   };
   only(bu, ['variant', 'version', 'passwd', 'storage', 'systemd'], 'top level');
+  only(bu.storage, ['directories', 'files', 'links'], 'storage');
   expect([bu.variant, bu.version]).toEqual(['fcos', '1.4.0']);
   const owner = (o: Json) => ({ user: { name: o.user.name }, group: { name: o.group.name } });
   return {
@@ -76,6 +77,10 @@ function butaneToIgnition(bu: Json, filesDir: string): Json {
         only(f.contents, ['inline', 'local'], 'storage.files[].contents');
         const text = f.contents.inline ?? null;
         return { path: f.path, mode: f.mode, ...owner(f), overwrite: f.overwrite, text: text ?? `local:${f.contents.local}` };
+      }),
+      links: (bu.storage.links ?? []).map((l: Json) => {
+        only(l, ['path', 'target', 'hard'], 'storage.links[]');
+        return { path: l.path, target: l.target, hard: l.hard };
       }),
     },
     systemd: {
@@ -174,12 +179,17 @@ describe('tokend ignition', () => {
     expect(files[2]!.text).toBe(await readFile(join(dir, 'tokens/db-password.sealed'), 'utf8'));
     expect(r.json!.systemd.units.map((u: Json) => [u.name, u.enabled ?? false])).toEqual([
       ['tokend.service', true],
+      ['tokend-ca.service', false],
       ['tokend-client@.service', false],
       ['tokend-renew.service', false],
       ['tokend-renew.timer', true],
-      ['tokend-client@billing.service', true],
+      ['tokend-client@billing.service', false],
     ]);
-    expect(r.json!.systemd.units[4].dropins).toEqual([{ name: 'owner.conf', contents: '[Service]\nEnvironment=TOKEND_CLIENT_OWNER=1000:1000\n' }]);
+    expect(r.json!.systemd.units[5].dropins).toEqual([{ name: 'owner.conf', contents: '[Service]\nEnvironment=TOKEND_CLIENT_OWNER=1000:1000\n' }]);
+    // Enabled as `systemctl enable tokend-client@billing.service` would: a wants link to the template.
+    expect(r.json!.storage.links).toEqual([
+      { path: '/etc/systemd/system/multi-user.target.wants/tokend-client@billing.service', target: '/etc/systemd/system/tokend-client@.service', hard: false },
+    ]);
   });
 
   it('never carries a token in any form: not plain, not base64, not percent-encoded', async () => {
