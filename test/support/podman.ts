@@ -4,6 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { GenericContainer } from 'testcontainers';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deferCleanup, onWorkerExit } from './cleanup.js';
@@ -105,4 +106,17 @@ export function tokendImage(): Promise<string> {
     return TOKEND_IMAGE;
   })();
   return tokend;
+}
+
+/**
+ * A testcontainers container that can also run with a read-only root filesystem (`podman run
+ * --read-only`), which GenericContainer has no builder for; podman then mounts tmpfs on /tmp,
+ * /run and /var/tmp, as it does for --read-only.
+ */
+export class HardenedContainer extends GenericContainer {
+  /** The root filesystem is mounted read-only. */
+  withReadOnlyRootfs(): this {
+    this.hostConfig.ReadonlyRootfs = true;
+    return this;
+  }
 }
