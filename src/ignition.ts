@@ -22,6 +22,8 @@ export const HOST = Object.freeze({
   pki: '/var/lib/tokend/pki',
   clients: '/var/lib/tokend-clients',
   user: 'tokend',
+  /** uid and gid of tokend on hosts and in the image, so the unit and the quadlet share files. */
+  id: 10001,
 });
 
 /** The Ignition config spec version rendered (the newest Ignition 2.14 validates as stable). */
@@ -51,13 +53,15 @@ export interface HostFiles {
 /** The subset of the Ignition 3.3.0 config that tokend renders. */
 export interface IgnitionConfig {
   readonly ignition: { readonly version: string };
-  readonly passwd: { readonly users: readonly IgnitionUser[] };
+  readonly passwd: { readonly users: readonly IgnitionUser[]; readonly groups: readonly { readonly name: string; readonly gid: number; readonly system: boolean }[] };
   readonly storage: { readonly directories: readonly IgnitionNode[]; readonly files: readonly IgnitionFile[]; readonly links: readonly IgnitionLink[] };
   readonly systemd: { readonly units: readonly IgnitionUnit[] };
 }
 
 interface IgnitionUser {
   readonly name: string;
+  readonly uid: number;
+  readonly primaryGroup: string;
   readonly system: boolean;
   readonly homeDir: string;
   readonly noCreateHome: boolean;
@@ -136,7 +140,10 @@ export function renderIgnition(input: HostFiles): IgnitionConfig {
   const readable = (path: string, content: string): IgnitionFile => ({ ...node(path, 0o640, 'root', HOST.user), overwrite: true, contents: { source: dataUrl(content) } });
   return {
     ignition: { version: IGNITION_SPEC },
-    passwd: { users: [{ name: HOST.user, system: true, homeDir: HOST.state, noCreateHome: true, shell: '/usr/sbin/nologin' }] },
+    passwd: {
+      users: [{ name: HOST.user, uid: HOST.id, primaryGroup: HOST.user, system: true, homeDir: HOST.state, noCreateHome: true, shell: '/usr/sbin/nologin' }],
+      groups: [{ name: HOST.user, gid: HOST.id, system: true }],
+    },
     storage: {
       directories: [node(HOST.etc, 0o750, 'root', HOST.user), node(HOST.tokens, 0o750, 'root', HOST.user)],
       files: [

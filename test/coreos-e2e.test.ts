@@ -34,6 +34,8 @@ const skip = missing({
 const DB_PASSWORD = 'p@ss w0rd\twith spaces and ünïcode\n';
 const API_KEY = 'ak_live_0123456789abcdef';
 const BUNDLE = `${HOST.clients}/billing`;
+// nspawn shares the host's network namespace: a port of its own, apart from other suites.
+const PORT = 17443;
 
 const sha = (text: string | Buffer) => createHash('sha256').update(text).digest('hex');
 
@@ -46,7 +48,7 @@ describe.skipIf(skip)('a CoreOS-style host provisioned by Ignition, running toke
   /** curl over mTLS inside the host with billing's bundle; the body comes back as bytes. */
   const get = async (path: string) => {
     const r = await machine.exec(
-      ['curl', '-sS', '--max-time', '10', '-w', '\n%{http_code}', '--cert', `${BUNDLE}/client.crt`, '--key', `${BUNDLE}/client.key`, '--cacert', `${BUNDLE}/ca.crt`, `https://127.0.0.1:7443${path}`],
+      ['curl', '-sS', '--max-time', '10', '-w', '\n%{http_code}', '--cert', `${BUNDLE}/client.crt`, '--key', `${BUNDLE}/client.key`, '--cacert', `${BUNDLE}/ca.crt`, `https://127.0.0.1:${PORT}${path}`],
       { allowFailure: true },
     );
     const cut = r.stdout.lastIndexOf('\n');
@@ -61,7 +63,11 @@ describe.skipIf(skip)('a CoreOS-style host provisioned by Ignition, running toke
     // The operator's directory, as on a laptop or in CI: config, policy, tokens sealed with KMS.
     operator = await tempDir('tokend-operator-');
     await mkdir(join(operator, 'tokens'), { mode: 0o700 });
-    const config = { provider: { type: 'aws', keyId: 'alias/tokend-fleet', region: 'eu-west-1', endpoint: kms.endpoint }, pki: { trustDomain: 'e2e.example' } };
+    const config = {
+      provider: { type: 'aws', keyId: 'alias/tokend-fleet', region: 'eu-west-1', endpoint: kms.endpoint },
+      pki: { trustDomain: 'e2e.example' },
+      server: { listen: [`127.0.0.1:${PORT}`] },
+    };
     await writeFile(join(operator, 'tokend.json'), JSON.stringify(config, null, 2), { mode: 0o600 });
     await writeFile(join(operator, 'policy.json'), JSON.stringify({ rules: [{ identities: ['billing'], tokens: ['db-password'] }] }), { mode: 0o600 });
     for (const [name, value] of [['db-password', DB_PASSWORD], ['api-key', API_KEY]] as const) {
@@ -76,7 +82,7 @@ describe.skipIf(skip)('a CoreOS-style host provisioned by Ignition, running toke
     const root = await freshRoot();
     await installTokend(root.path);
     await applyIgnition(root.path, rendered);
-    expect(await enablePresets(root.path)).toEqual(['tokend.service', 'tokend-renew.timer']);
+    expect([...(await enablePresets(root.path))].sort()).toEqual(['tokend-renew.timer', 'tokend.service']);
     const credentials = Object.entries(kms.env()).filter(([, v]) => v !== undefined).map(([k, v]) => `Environment=${k}=${v}`);
     await writeIntoRoot(root.path, { 'etc/systemd/system/tokend.service.d/test.conf': `[Service]\n${credentials.join('\n')}\nWatchdogSec=3s\n` });
     machine = await bootMachine({ root, bindReadOnly: REPO_BIND });
@@ -89,9 +95,10 @@ describe.skipIf(skip)('a CoreOS-style host provisioned by Ignition, running toke
     }
   });
 
-  it('lays out /etc/tokend as Ignition wrote it: root:tokend, read-only to tokend', async () => {
+  it('lays out /etc/tokend as Ignition wrote it: root:tokend, read-only to tokend (uid and gid 10001)', async () => {
     const passwd = await readFile(join(machine.root, 'etc/passwd'), 'utf8');
-    const gid = Number(/^tokend:x:\d+:(\d+):/m.exec(passwd)?.[1]);
+    expect(passwd).toMatch(/^tokend:x:10001:10001::\/var\/lib\/tokend:\/usr\/sbin\/nologin$/m);
+    const gid = 10001;
     const node = async (p: string) => {
       const st = await stat(join(machine.root, p));
       return `${(st.mode & 0o7777).toString(8)} ${st.uid}:${st.gid === gid ? 'tokend' : st.gid}`;
@@ -111,7 +118,7 @@ describe.skipIf(skip)('a CoreOS-style host provisioned by Ignition, running toke
       Type: 'notify',
       User: 'tokend',
       NRestarts: '0',
-      StatusText: 'serving 2 token(s) to 1 identity pattern(s) via the aws provider on 127.0.0.1:7443',
+      StatusText: `serving 2 token(s) to 1 identity pattern(s) via the aws provider on 127.0.0.1:${PORT}`,
     });
   });
 
@@ -141,7 +148,7 @@ describe.skipIf(skip)('a CoreOS-style host provisioned by Ignition, running toke
     expect(sha(r.body)).toBe(sha(DB_PASSWORD));
     expect(kms.calls.Decrypt).toBe(calls + 1);
     expect((await get('/v1/tokens/api-key')).status).toBe(403);
-    const anonymous = await machine.exec(['curl', '-sS', '--max-time', '5', '--cacert', `${BUNDLE}/ca.crt`, 'https://127.0.0.1:7443/v1/tokens/db-password'], { allowFailure: true });
+    const anonymous = await machine.exec(['curl', '-sS', '--max-time', '5', '--cacert', `${BUNDLE}/ca.crt`, `https://127.0.0.1:${PORT}/v1/tokens/db-password`], { allowFailure: true });
     expect(anonymous.code).not.toBe(0);
   });
 
@@ -158,7 +165,7 @@ describe.skipIf(skip)('a CoreOS-style host provisioned by Ignition, running toke
           active/running) [ -n "$seen" ] && break ;;
         esac
       done
-      if bash -c '</dev/tcp/127.0.0.1/7443' 2>/dev/null; then echo "saw-activating=$seen accepting"; else echo "saw-activating=$seen refused"; fi`;
+      if bash -c '</dev/tcp/127.0.0.1/${PORT}' 2>/dev/null; then echo "saw-activating=$seen accepting"; else echo "saw-activating=$seen refused"; fi`;
     const r = await machine.exec(['bash', '-c', script], { timeoutMs: 120_000 });
     expect(r.stdout.trim()).toBe('saw-activating=yes accepting');
     expect((await get('/v1/tokens/db-password')).status).toBe(200);

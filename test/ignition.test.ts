@@ -63,8 +63,12 @@ function butaneToIgnition(bu: Json, filesDir: string): Json {
     ignition: { version: '3.3.0' },
     passwd: {
       users: bu.passwd.users.map((u: Json) => {
-        only(u, ['name', 'system', 'home_dir', 'no_create_home', 'shell'], 'passwd.users[]');
-        return { name: u.name, system: u.system, homeDir: u.home_dir, noCreateHome: u.no_create_home, shell: u.shell };
+        only(u, ['name', 'uid', 'primary_group', 'system', 'home_dir', 'no_create_home', 'shell'], 'passwd.users[]');
+        return { name: u.name, uid: u.uid, primaryGroup: u.primary_group, system: u.system, homeDir: u.home_dir, noCreateHome: u.no_create_home, shell: u.shell };
+      }),
+      groups: bu.passwd.groups.map((g: Json) => {
+        only(g, ['name', 'gid', 'system'], 'passwd.groups[]');
+        return { name: g.name, gid: g.gid, system: g.system };
       }),
     },
     storage: {
