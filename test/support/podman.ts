@@ -38,6 +38,14 @@ export function baseImages(): Promise<void> {
   return images;
 }
 
+let quadlet: Promise<string> | undefined;
+
+/** podman 5's quadlet generator (scripts/quadlet fetches it once from Debian trixie's podman). */
+export function quadletBin(): Promise<string> {
+  quadlet ??= run(join(REPO, 'scripts/quadlet'), [], { timeoutMs: 600_000 }).then((r) => r.stdout.trim());
+  return quadlet;
+}
+
 let service: Promise<string> | undefined;
 
 /**
