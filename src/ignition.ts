@@ -112,6 +112,9 @@ export function renderIgnition(input: HostFiles): IgnitionConfig {
   const external = config.pki.mode === 'external';
   if (external && input.caBundle === undefined) throw new TokendError('ERR_CONFIG', 'external mode: the CA bundle is missing');
   if (!external && input.caBundle !== undefined) throw new TokendError('ERR_CONFIG', 'internal mode: a CA bundle is not used (the host makes its own CA)');
+  if (input.caBundle !== undefined && !input.caBundle.includes('-----BEGIN CERTIFICATE-----')) {
+    throw new TokendError('ERR_CONFIG', 'the CA bundle holds no PEM certificate');
+  }
   if (external && input.clients.length > 0) {
     throw new TokendError('ERR_CONFIG', 'pki.mode is "external": tokend issues no client bundles; issue them with your CA');
   }
@@ -129,7 +132,7 @@ export function renderIgnition(input: HostFiles): IgnitionConfig {
     if (PRIVATE_KEY.test(text)) throw new TokendError('ERR_CONFIG', `the ${what} holds a private key; refusing to put it into Ignition`);
   }
 
-  const clients = [...input.clients].sort((a, b) => a.identity.localeCompare(b.identity));
+  const clients = [...input.clients].sort((a, b) => (a.identity < b.identity ? -1 : a.identity > b.identity ? 1 : 0));
   const seen = new Set<string>();
   for (const c of clients) {
     assertValidName(c.identity, 'identity');

@@ -263,7 +263,9 @@ describe('renderIgnition (pure)', () => {
     expect(() => renderIgnition({ ...base, policy: key })).toThrow(/the policy holds a private key; refusing to put it into Ignition/);
     expect(() => renderIgnition({ ...base, units: { ...units, 'tokend.service': key } })).toThrow(/unit 'tokend.service' holds a private key/);
     const external = { ...base.config, pki: { mode: 'external', caBundle: '/ca', serverCert: '/s', serverKey: '/k' } };
-    expect(() => renderIgnition({ ...base, config: external, caBundle: `-----BEGIN RSA PRIVATE KEY-----\n` })).toThrow(/the CA bundle holds a private key/);
+    const cert = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+    expect(() => renderIgnition({ ...base, config: external, caBundle: `${cert}-----BEGIN RSA PRIVATE KEY-----\n` })).toThrow(/the CA bundle holds a private key/);
+    expect(() => renderIgnition({ ...base, config: external, caBundle: 'not a certificate' })).toThrow(/the CA bundle holds no PEM certificate/);
   });
 
   it('refuses a sealed token of another provider, or one that does not parse', async () => {
