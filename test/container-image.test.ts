@@ -1,7 +1,10 @@
 // The Dockerfile builds with real podman (behind this machine's TLS-intercepting proxy, given its
 // CA as a build secret) into a small, non-root, shell-less image that runs read-only.
 
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { REPO } from './support/rootfs.js';
 import { TOKEND_IMAGE as IMAGE, podman, tokendImage } from './support/podman.js';
 import { hasCommand, isRoot, missing } from './support/requirements.js';
 
@@ -37,9 +40,15 @@ describe.skipIf(skip)('the container image (Dockerfile)', () => {
     console.log(`${IMAGE}: ${(Number(size) / 1e6).toFixed(1)} MB`);
     expect([c.User, c.StopSignal]).toEqual(['10001:10001', 'SIGTERM']);
     expect([c.Entrypoint, c.Cmd]).toEqual([['node', '/app/tokend.mjs'], ['serve', '--config', '/etc/tokend/tokend.json']]);
-    expect(Object.keys(c.Volumes).sort()).toEqual(['/etc/tokend', '/var/lib/tokend/tokens']);
+    expect(Object.keys(c.Volumes).sort()).toEqual(['/etc/tokend', '/var/lib/tokend']);
     expect(c.Labels['org.opencontainers.image.title']).toBe('tokend');
     expect(c.Labels['org.opencontainers.image.licenses']).toBe('Apache-2.0');
     expect(health.Test).toEqual(['CMD', 'node', '/app/tokend.mjs', 'health']);
+  });
+
+  it('renders the same Ignition config as the CLI (the units ship inside the image)', async () => {
+    const r = await runImage('-v', `${join(REPO, 'ignition/example')}:/work:ro`, IMAGE, 'ignition', '--dir', '/work', '--client', 'billing=1000:1000', '--client', 'reports');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe(await readFile(join(REPO, 'ignition/tokend.ign'), 'utf8'));
   });
 });

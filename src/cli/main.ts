@@ -17,6 +17,7 @@ import { sealCommand } from './commands/seal.js';
 import { unsealCommand } from './commands/unseal.js';
 import { serveCommand } from './commands/serve.js';
 import { healthCommand } from './commands/health.js';
+import { ignitionCommand } from './commands/ignition.js';
 
 /** Every command, in the order `--help` lists them. */
 export const COMMANDS: readonly Command[] = [
@@ -35,6 +36,7 @@ export const COMMANDS: readonly Command[] = [
   checkCommand,
   serveCommand,
   healthCommand,
+  ignitionCommand,
 ];
 
 /** Runs the CLI with `argv` (without node and script) and returns the exit code. */

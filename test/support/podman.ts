@@ -4,6 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { GenericContainer } from 'testcontainers';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deferCleanup, onWorkerExit } from './cleanup.js';
@@ -35,6 +36,14 @@ export function baseImages(): Promise<void> {
     env: { ...podmanEnv(), PATH: `${join(process.execPath, '..')}:${process.env.PATH ?? ''}` },
   }).then(() => undefined);
   return images;
+}
+
+let quadlet: Promise<string> | undefined;
+
+/** podman 5's quadlet generator (scripts/quadlet fetches it once from Debian trixie's podman). */
+export function quadletBin(): Promise<string> {
+  quadlet ??= run(join(REPO, 'scripts/quadlet'), [], { timeoutMs: 600_000 }).then((r) => r.stdout.trim());
+  return quadlet;
 }
 
 let service: Promise<string> | undefined;
@@ -105,4 +114,17 @@ export function tokendImage(): Promise<string> {
     return TOKEND_IMAGE;
   })();
   return tokend;
+}
+
+/**
+ * A testcontainers container that can also run with a read-only root filesystem (`podman run
+ * --read-only`), which GenericContainer has no builder for; podman then mounts tmpfs on /tmp,
+ * /run and /var/tmp, as it does for --read-only.
+ */
+export class HardenedContainer extends GenericContainer {
+  /** The root filesystem is mounted read-only. */
+  withReadOnlyRootfs(): this {
+    this.hostConfig.ReadonlyRootfs = true;
+    return this;
+  }
 }

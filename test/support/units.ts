@@ -43,12 +43,14 @@ export interface Owner {
 }
 
 /**
- * Installs units/tokend.service (plus an optional drop-in) and units/tokend.sysusers, and creates
+ * Installs units/tokend.service (plus an optional drop-in), the tokend-ca.service it requires
+ * and units/tokend.sysusers, and creates
  * the tokend user offline (systemd-sysusers --root), so files can be chowned to it before boot.
  */
 export async function installTokendUnit(root: string, dropIn?: string): Promise<Owner> {
   await writeIntoRoot(root, {
     'etc/systemd/system/tokend.service': await readFile(join(REPO, 'units/tokend.service'), 'utf8'),
+    'etc/systemd/system/tokend-ca.service': await readFile(join(REPO, 'units/tokend-ca.service'), 'utf8'),
     'etc/sysusers.d/tokend.conf': await readFile(join(REPO, 'units/tokend.sysusers'), 'utf8'),
     ...(dropIn ? { 'etc/systemd/system/tokend.service.d/test.conf': dropIn } : {}),
   });
