@@ -7,7 +7,7 @@ import type { TLSSocket } from 'node:tls';
 import { decryptWithTokenKey, deriveTokenKey, unwrapDataKey } from '../envelope.js';
 import type { SealedToken } from '../envelope.js';
 import { describeError, isTokendError } from '../errors.js';
-import { identityOf } from '../identity.js';
+import { certificateFields, identityOf } from '../identity.js';
 import type { Identity, NoIdentity } from '../identity.js';
 import type { DataKeyCache, KeySource } from '../key-cache.js';
 import type { KeyProvider } from '../kms/provider.js';
@@ -49,7 +49,7 @@ const identities = new WeakMap<TLSSocket, { generation: number; identity: Identi
 export function connectionIdentity(socket: TLSSocket, state: ServingState): Identity | NoIdentity {
   const known = identities.get(socket);
   if (known && known.generation === state.generation) return known.identity;
-  const identity = identityOf(socket.getPeerCertificate(), {
+  const identity = identityOf(certificateFields(socket.getPeerX509Certificate()), {
     from: state.config.server.identityFrom,
     trustDomain: state.config.pki.trustDomain,
   });
