@@ -22,6 +22,8 @@ export interface LoadJob {
   readonly durationMs: number;
   /** connect only: offer the latest session ticket (TLS resumption). */
   readonly resume?: boolean;
+  /** Open loop: start requests at this many per second in all (a late request starts at once); default closed loop. */
+  readonly rate?: number;
   /** Client bundle: ca.crt, client.crt, client.key. */
   readonly ca: string;
   readonly cert: string;
@@ -68,10 +70,21 @@ function record(started: number, ok: boolean, why?: string): void {
   }
 }
 
-/** Runs `worker` `concurrency` times in parallel until the window closes. */
+/** Runs `worker` `concurrency` times in parallel until the window closes (paced when `job.rate` is set). */
 async function drive(worker: () => Promise<void>): Promise<LoadResult> {
+  let slot = performance.now();
+  const pace = async () => {
+    if (!job.rate) return;
+    const at = slot;
+    slot = Math.max(slot + 1000 / job.rate, performance.now()); // late: start now, and no catch-up burst later
+    const wait = at - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  };
   const loops = Array.from({ length: job.concurrency }, async () => {
-    while (!w.stopped) await worker();
+    while (!w.stopped) {
+      await pace();
+      if (!w.stopped) await worker();
+    }
   });
   await new Promise((r) => setTimeout(r, job.warmupMs));
   w.measuring = true;

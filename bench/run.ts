@@ -16,6 +16,7 @@ import { ensureNginx } from './lib/nginx.ts';
 import { checkTargets, render, summarize, tokendFigures } from './lib/report.ts';
 import { measureSealRate } from './lib/seal-rate.ts';
 import { measureStartup } from './lib/startup.ts';
+import type { ServerKind } from './lib/servers.ts';
 import { runRounds } from './lib/throughput.ts';
 import { ROOT, makeWorkspace } from './lib/workspace.ts';
 
@@ -57,9 +58,12 @@ try {
   const samples = await runRounds(ws, { rounds, warmupMs: quick ? 300 : 1000, durationMs, say });
   say('start to READY…');
   const startup = [];
-  for (const [count, starts] of quick ? [[1, 2], [1_000, 2], [10_000, 1]] : [[1, 5], [1_000, 5], [10_000, 3]]) {
-    const s = await measureStartup(ws, count as number, starts as number);
-    say(`  ${count} tokens: READY ${s.readyMs.map((x) => x.toFixed(0)).join(' ')} ms; RSS ${s.rssAtReadyMiB.toFixed(1)} MiB, after serving each once ${s.rssAfterServingAllMiB.toFixed(1)} MiB`);
+  const plan: [number, number, ServerKind][] = quick
+    ? [[1, 2, 'tokend'], [1_000, 2, 'tokend'], [10_000, 1, 'tokend'], [10_000, 1, 'tokend-semi2']]
+    : [[1, 5, 'tokend'], [1_000, 5, 'tokend'], [10_000, 3, 'tokend'], [10_000, 3, 'tokend-semi2']];
+  for (const [count, starts, kind] of plan) {
+    const s = await measureStartup(ws, count, starts, kind);
+    say(`  ${kind} ${count} tokens: READY ${s.readyMs.map((x) => x.toFixed(0)).join(' ')} ms; RSS ${s.rssAtReadyMiB.toFixed(1)} MiB, after serving each once ${s.rssAfterServingAllMiB.toFixed(1)} MiB`);
     startup.push(s);
   }
   say('cold bursts…');

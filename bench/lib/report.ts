@@ -9,6 +9,7 @@ import type { StartupResult } from './startup.ts';
 import { median } from './startup.ts';
 import { DIAGNOSTICS, MODES, fmt } from './throughput.ts';
 import type { Sample } from './throughput.ts';
+import { SEMI2 } from './servers.ts';
 import type { ServerKind } from './servers.ts';
 
 /** Medians over the rounds of one server in one mode. */
@@ -113,6 +114,8 @@ export function checkTargets(summary: Summary, tokend: TokendFigures, startup: r
     add(`${mode}: throughput ≥ 0.85× raw Node`, r, r >= 0.85);
     const n = ratio(t[mode]?.rps, ngx[mode]?.rps);
     add(`${mode}: throughput ≥ 0.6× nginx`, n, n >= 0.6);
+  }
+  for (const mode of ['keepalive-1', 'keepalive-64', 'keepalive-2k']) {
     const c = ratio(t[mode]?.cpuUs, raw[mode]?.cpuUs);
     add(`${mode}: server CPU per request ≤ 1.2× raw Node`, c, c <= 1.2);
   }
@@ -132,12 +135,13 @@ export function checkTargets(summary: Summary, tokend: TokendFigures, startup: r
       met: b.counters.kmsCalls === 1 && b.ok === b.requests && (b.kmsDecryptCalls ?? 1) === 1,
     });
   }
-  const s1000 = startup.find((s) => s.tokens === 1_000);
+  const s1000 = startup.find((s) => s.kind === 'tokend' && s.tokens === 1_000);
   if (s1000) targets.push({ what: 'start to READY ≤ 300 ms with 1,000 sealed tokens', value: `${fmt(s1000.medianReadyMs, 0)} ms`, met: s1000.medianReadyMs <= 300 });
-  const s10k = startup.find((s) => s.tokens === 10_000);
+  const s10k = startup.find((s) => s.kind === 'tokend' && s.tokens === 10_000);
   if (s10k) {
     const rss = Math.max(s10k.rssAtReadyMiB, s10k.rssAfterServingAllMiB);
-    targets.push({ what: 'RSS ≤ 100 MB with 10,000 sealed tokens (after serving each once)', value: `${fmt(rss, 1)} MiB`, met: rss * 1.048576 <= 100 });
+    targets.push({ what: 'RSS ≤ 100 MB with 10,000 sealed tokens (at READY)', value: `${fmt(s10k.rssAtReadyMiB * 1.048576, 1)} MB`, met: s10k.rssAtReadyMiB * 1.048576 <= 100 });
+    targets.push({ what: 'RSS ≤ 100 MB with 10,000 sealed tokens (after serving each once)', value: `${fmt(rss * 1.048576, 1)} MB`, met: rss * 1.048576 <= 100 });
   }
   return targets;
 }
@@ -179,14 +183,14 @@ export function render(report: Report, extra: { startup: readonly StartupResult[
       }),
     ),
   );
-  out.push('', 'Diagnostics (not headline): tokend with logging at warn (no audit lines); nginx with worker_processes auto');
+  out.push('', `Diagnostics (not headline): tokend-warn = logging at warn (no audit lines); tokend-semi2 = NODE_OPTIONS=${SEMI2}; nginx-auto = worker_processes auto`);
   out.push(
     table(
       ['server', 'mode', 'req/s', 'CPU µs/req', 'p50 / p99 ms', 'vs headline req/s', 'vs headline CPU'],
       DIAGNOSTICS.flatMap((d) =>
         d.modes.map((mode) => {
           const c = get(d.kind, mode);
-          const base = get(d.kind === 'tokend-warn' ? 'tokend' : 'nginx', mode);
+          const base = get(d.kind.startsWith('tokend') ? 'tokend' : 'nginx', mode);
           return [d.kind, mode, spread(c), cpuSpread(c), c ? `${fmt(c.p50, 2)} / ${fmt(c.p99, 2)}` : '-', ratio(c?.rps, base?.rps), ratio(c?.cpuUs, base?.cpuUs)];
         }),
       ),
@@ -206,8 +210,8 @@ export function render(report: Report, extra: { startup: readonly StartupResult[
     out.push('', 'Start to READY (spawn → first completed mutual-TLS handshake) and RSS');
     out.push(
       table(
-        ['sealed tokens', 'READY median', 'each start (ms)', 'RSS at READY', 'RSS after serving each once', 'serving each once'],
-        extra.startup.map((s) => [String(s.tokens), `${fmt(s.medianReadyMs, 0)} ms`, s.readyMs.map((x) => fmt(x, 0)).join(' '), `${fmt(s.rssAtReadyMiB, 1)} MiB`, `${fmt(s.rssAfterServingAllMiB, 1)} MiB`, `${fmt(s.serveAllSeconds, 2)} s`]),
+        ['tokend', 'sealed tokens', 'READY median', 'each start (ms)', 'RSS at READY', 'RSS after serving each once', 'serving each once'],
+        extra.startup.map((s) => [s.kind, String(s.tokens), `${fmt(s.medianReadyMs, 0)} ms`, s.readyMs.map((x) => fmt(x, 0)).join(' '), `${fmt(s.rssAtReadyMiB, 1)} MiB`, `${fmt(s.rssAfterServingAllMiB, 1)} MiB`, `${fmt(s.serveAllSeconds, 2)} s`]),
       ),
     );
   }
@@ -222,7 +226,7 @@ export function render(report: Report, extra: { startup: readonly StartupResult[
   }
   if (extra.hot) {
     out.push(
-      `Per-request pieces alone (CPU µs): open the sealed token with a cached data key ${fmt(extra.hot.decryptSealedUs, 2)}, audit line ${fmt(extra.hot.auditLineUs, 2)} (plain pino ${fmt(extra.hot.plainPinoLineUs, 2)}), two metric increments ${fmt(extra.hot.metricsUs, 2)}`,
+      `Per-request pieces alone (CPU µs): decrypt with the cached token key ${fmt(extra.hot.decryptUs, 2)} (deriving that key, once per miss: ${fmt(extra.hot.deriveKeyUs, 2)}), audit line ${fmt(extra.hot.auditLineUs, 2)} (plain pino ${fmt(extra.hot.plainPinoLineUs, 2)}), two metric increments ${fmt(extra.hot.metricsUs, 2)}`,
     );
   }
   out.push('', 'Targets (issue 8)');

@@ -15,7 +15,7 @@ import { CLI, ROOT, freePort, writeTokendConfig } from './workspace.ts';
 import type { Bundle, Workspace } from './workspace.ts';
 
 /** Which server, and how it is set up. */
-export type ServerKind = 'tokend' | 'tokend-warn' | 'raw-node' | 'nginx' | 'nginx-auto';
+export type ServerKind = 'tokend' | 'tokend-warn' | 'tokend-semi2' | 'raw-node' | 'nginx' | 'nginx-auto';
 
 export interface RunningServer {
   readonly kind: ServerKind;
@@ -43,11 +43,13 @@ export async function startServer(ws: Workspace, kind: ServerKind, options: Star
   let command: string;
   let args: string[];
   let env: NodeJS.ProcessEnv = process.env;
-  if (kind === 'tokend' || kind === 'tokend-warn') {
+  if (kind.startsWith('tokend')) {
     const config = options.config ? options.config(port) : writeTokendConfig(ws, kind, port);
     command = process.execPath;
     args = [CLI, 'serve', '--config', config];
+    // Diagnostics: tokend-warn without audit lines; tokend-semi2 with V8's young generation capped (RSS).
     env = { ...process.env, ...options.env, TOKEND_LOG_LEVEL: kind === 'tokend-warn' ? 'warn' : 'info' };
+    if (kind === 'tokend-semi2') env.NODE_OPTIONS = `${env.NODE_OPTIONS ?? ''} ${SEMI2}`.trim();
     for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k];
   } else if (kind === 'raw-node') {
     command = process.execPath;
@@ -86,6 +88,9 @@ export async function startServer(ws: Workspace, kind: ServerKind, options: Star
     },
   };
 }
+
+/** The V8 flag of the tokend-semi2 diagnostic: semi-spaces of 2 MiB instead of Node 24's default (up to 16 MiB). */
+export const SEMI2 = '--max-semi-space-size=2';
 
 const contexts = new WeakMap<Bundle, SecureContext>();
 

@@ -3,16 +3,19 @@
 // resident memory then and after every one of 10,000 tokens was served once
 // (10,000 data keys in the cache).
 
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Pool } from 'undici';
 import { seal, serializeSealed } from '../../dist/envelope.js';
 import { loadKeyfileProvider } from '../../dist/kms/keyfile.js';
 import { clientContext, startServer } from './servers.ts';
+import type { ServerKind } from './servers.ts';
 import { writeTokendConfig } from './workspace.ts';
 import type { Workspace } from './workspace.ts';
 
 export interface StartupResult {
+  /** tokend as shipped, or a diagnostic variant. */
+  readonly kind: ServerKind;
   readonly tokens: number;
   /** Every start, in milliseconds. */
   readonly readyMs: readonly number[];
@@ -32,6 +35,7 @@ export interface StartupResult {
  */
 export async function sealStore(ws: Workspace, count: number): Promise<string> {
   const dir = join(ws.dir, `store-${count}`);
+  if (existsSync(dir)) return dir; // sealed earlier in this run
   mkdirSync(dir, { mode: 0o700 });
   const provider = await loadKeyfileProvider(join(ws.tokendDir, 'keyfile.json'));
   try {
@@ -47,15 +51,15 @@ export async function sealStore(ws: Workspace, count: number): Promise<string> {
   return dir;
 }
 
-/** Measures `starts` starts of tokend over a store of `count` tokens. */
-export async function measureStartup(ws: Workspace, count: number, starts: number): Promise<StartupResult> {
+/** Measures `starts` starts of tokend (or a diagnostic variant) over a store of `count` tokens. */
+export async function measureStartup(ws: Workspace, count: number, starts: number, kind: ServerKind = 'tokend'): Promise<StartupResult> {
   const store = await sealStore(ws, count);
   const readyMs: number[] = [];
   const rss: number[] = [];
   let rssAfterServingAllMiB = Number.NaN;
   let serveAllSeconds = Number.NaN;
   for (let i = 0; i < starts; i++) {
-    const server = await startServer(ws, 'tokend', { config: (port) => writeTokendConfig(ws, `startup-${count}`, port, { store }) });
+    const server = await startServer(ws, kind, { config: (port) => writeTokendConfig(ws, `startup-${count}`, port, { store }) });
     try {
       readyMs.push(server.readyMs);
       rss.push(server.rssMiB());
@@ -69,7 +73,7 @@ export async function measureStartup(ws: Workspace, count: number, starts: numbe
       await server.stop();
     }
   }
-  return { tokens: count, readyMs, medianReadyMs: median(readyMs), rssAtReadyMiB: median(rss), rssAfterServingAllMiB, serveAllSeconds };
+  return { kind, tokens: count, readyMs, medianReadyMs: median(readyMs), rssAtReadyMiB: median(rss), rssAfterServingAllMiB, serveAllSeconds };
 }
 
 /** GETs every bench-NNNNN token once over 8 keep-alive connections; throws on any answer but 200. */
