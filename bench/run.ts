@@ -79,7 +79,8 @@ try {
     `machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.kernel}; load average at start ${machine.loadAverageAtStart.join(' ')}\n` +
     `software: Node ${machine.node} (OpenSSL ${machine.nodeOpenssl}), nginx ${machine.nginx} (${machine.systemOpenssl})\n` +
     `method: ${rounds} round(s) × ${durationMs / 1000} s per mode after ${quick ? 0.3 : 1} s warm-up; servers one after another, start order rotating; medians`;
-  const text = render({ summary, tokend, targets }, { startup, bursts, seal, hot, header });
+  const disturbed = samples.filter((s) => s.window.otherCores > 0.25).map((s) => `${s.server} ${s.mode} (round ${s.round}, ${s.window.otherCores.toFixed(2)})`);
+  const text = render({ summary, tokend, targets }, { startup, bursts, seal, hot, header, disturbed, windows: samples.length });
   process.stdout.write(`${text}\n`);
 
   const dir = join(ROOT, 'bench', 'results');

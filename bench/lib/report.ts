@@ -147,7 +147,10 @@ export function checkTargets(summary: Summary, tokend: TokendFigures, startup: r
 }
 
 /** The text report. */
-export function render(report: Report, extra: { startup: readonly StartupResult[]; bursts: readonly ColdBurst[]; seal: SealRate | undefined; hot: HotPath | undefined; header: string }): string {
+export function render(
+  report: Report,
+  extra: { startup: readonly StartupResult[]; bursts: readonly ColdBurst[]; seal: SealRate | undefined; hot: HotPath | undefined; header: string; disturbed: readonly string[]; windows: number },
+): string {
   const { summary } = report;
   const out: string[] = [extra.header, ''];
   const get = (server: ServerKind, mode: string) => summary[server]?.[mode];
@@ -195,6 +198,12 @@ export function render(report: Report, extra: { startup: readonly StartupResult[
         }),
       ),
     ),
+  );
+  out.push(
+    '',
+    extra.disturbed.length === 0
+      ? `Other work on the machine stayed under 0.25 cores in all ${extra.windows} windows.`
+      : `Windows where other work on the machine still took more than 0.25 cores (after one re-measurement): ${extra.disturbed.length} of ${extra.windows}: ${extra.disturbed.join(', ')}`,
   );
   const errors = Object.entries(summary).flatMap(([server, modes]) => Object.entries(modes ?? {}).filter(([, c]) => c.errors > 0).map(([mode, c]) => `${server} ${mode}: ${c.errors} failed requests`));
   if (errors.length > 0) out.push('', `FAILED REQUESTS: ${errors.join('; ')}`);
