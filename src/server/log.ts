@@ -47,7 +47,7 @@ export function flushLogger(logger: Logger): void {
  * placeholder and censors the fields in CENSORED. Returns the object itself
  * when nothing changes (the usual case: no copy).
  */
-export function scrub(value: unknown, depth: number): unknown {
+function scrub(value: unknown, depth: number): unknown {
   if (value instanceof Uint8Array || value instanceof ArrayBuffer || ArrayBuffer.isView(value)) return '[bytes redacted]';
   if (depth > 3 || typeof value !== 'object' || value === null || value instanceof Error) return value;
   if (Array.isArray(value)) return value.map((v) => scrub(v, depth + 1));
