@@ -1,7 +1,8 @@
 // The sealed-token format: envelope encryption with a fresh data key per token,
 // AES-256-GCM, key commitment, and a canonical JSON text form (docs/format.md).
 
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createSecretKey, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { TokendError, decryptFailed, isTokendError } from './errors.js';
 import { assertValidName, isValidName } from './names.js';
 import type { EncryptionContext, KeyProvider, ProviderName } from './kms/provider.js';
@@ -96,7 +97,7 @@ export async function seal(input: SealInput): Promise<SealedToken> {
       nonce: keys.nonce,
       commitment: keys.commitment,
     } as const;
-    const cipher = createCipheriv('aes-256-gcm', keys.encryptionKey, keys.nonce, { authTagLength: TAG_BYTES });
+    const cipher = createCipheriv('aes-256-gcm', secretKey(keys.encryptionKey), keys.nonce, { authTagLength: TAG_BYTES });
     cipher.setAAD(headerAad(header));
     const ciphertext = Buffer.concat([cipher.update(input.plaintext), cipher.final(), cipher.getAuthTag()]);
     return { ...header, ciphertext };
@@ -112,28 +113,50 @@ export async function seal(input: SealInput): Promise<SealedToken> {
  * ERR_DECRYPT_FAILED. The returned buffer is the caller's to zero.
  */
 export function decryptSealed(token: SealedToken, dataKey: Buffer): Buffer {
+  const key = deriveTokenKey(token, dataKey);
+  try {
+    return decryptWithTokenKey(token, key);
+  } finally {
+    key.fill(0);
+  }
+}
+
+/**
+ * The key that opens this one token: derived from its data key and nonce,
+ * after the key commitment is checked in constant time. What decryptSealed
+ * does first; apart so that a cache can keep it and skip the derivation
+ * (HKDF-SHA-512, the larger half of the work) on every request. Throws the
+ * opaque ERR_DECRYPT_FAILED. The returned buffer is the caller's to zero.
+ */
+export function deriveTokenKey(token: SealedToken, dataKey: Buffer): Buffer {
   if (dataKey.length !== KEY_BYTES) throw decryptFailed(token.name, 'data key has the wrong length');
   const keys = deriveKeys(dataKey, token.nonce);
   try {
     if (!timingSafeEqual(keys.commitment, token.commitment)) {
       throw decryptFailed(token.name, 'key commitment does not match the data key');
     }
-    const body = token.ciphertext.subarray(0, token.ciphertext.length - TAG_BYTES);
-    const tag = token.ciphertext.subarray(token.ciphertext.length - TAG_BYTES);
-    const decipher = createDecipheriv('aes-256-gcm', keys.encryptionKey, token.nonce, { authTagLength: TAG_BYTES });
-    decipher.setAAD(headerAad(token));
-    decipher.setAuthTag(tag);
-    const head = decipher.update(body);
-    try {
-      decipher.final();
-    } catch (err) {
-      head.fill(0);
-      throw decryptFailed(token.name, 'authentication tag does not verify', err);
-    }
-    return head;
+    return Buffer.from(keys.encryptionKey);
   } finally {
     keys.wipe();
   }
+}
+
+/** Decrypts a token with the key deriveTokenKey gave for it. Any failure is ERR_DECRYPT_FAILED; the returned buffer is the caller's to zero. */
+export function decryptWithTokenKey(token: SealedToken, tokenKey: Buffer): Buffer {
+  if (tokenKey.length !== KEY_BYTES) throw decryptFailed(token.name, 'token key has the wrong length');
+  const body = token.ciphertext.subarray(0, token.ciphertext.length - TAG_BYTES);
+  const tag = token.ciphertext.subarray(token.ciphertext.length - TAG_BYTES);
+  const decipher = createDecipheriv('aes-256-gcm', secretKey(tokenKey), token.nonce, { authTagLength: TAG_BYTES });
+  decipher.setAAD(headerAad(token));
+  decipher.setAuthTag(tag);
+  const head = decipher.update(body);
+  try {
+    decipher.final();
+  } catch (err) {
+    head.fill(0);
+    throw decryptFailed(token.name, 'authentication tag does not verify', err);
+  }
+  return head;
 }
 
 /** Asks the provider for the token's data key, pinned to the recorded key and bound to name and version. */
@@ -302,11 +325,22 @@ function headerAad(h: Pick<SealedToken, 'format' | 'name' | 'version' | 'created
 
 /** HKDF-SHA-512(data key, salt = nonce) → 32-byte encryption key ‖ 32-byte commitment. */
 function deriveKeys(dataKey: Buffer, nonce: Buffer) {
-  const okm = Buffer.from(hkdfSync('sha512', dataKey, nonce, HKDF_INFO, 2 * KEY_BYTES));
+  const okm = Buffer.from(hkdfSync('sha512', secretKey(dataKey), nonce, HKDF_INFO, 2 * KEY_BYTES));
   return {
     nonce,
     encryptionKey: okm.subarray(0, KEY_BYTES),
     commitment: Buffer.from(okm.subarray(KEY_BYTES)),
     wipe: () => okm.fill(0),
   };
+}
+
+/**
+ * A KeyObject copy of `key` for node:crypto. Node 24 probes a Buffer key for
+ * KeyObject and CryptoKey by throwing and catching, which costs more than the
+ * HKDF or the AES-GCM it feeds (docs/benchmarks.md); a KeyObject skips that.
+ * Node cleanses the copy (OPENSSL_clear_free) when the object is collected;
+ * the caller still zeroes its Buffer.
+ */
+function secretKey(key: Buffer): KeyObject {
+  return createSecretKey(key);
 }

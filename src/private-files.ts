@@ -1,7 +1,7 @@
 // Private files: atomic writes, 0600/0700 modes, and the ssh-style refusal of loose permissions.
 
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
+import { constants, readFileSync } from 'node:fs';
 import { chmod, chown, link, lstat, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { TokendError } from './errors.js';
@@ -175,6 +175,19 @@ export async function modeOf(path: string): Promise<number | undefined> {
 export async function readNamedFile(path: string, what: string): Promise<Buffer> {
   try {
     return await readFile(path);
+  } catch (err) {
+    if (errno(err) === 'ENOENT') throw new TokendError('ERR_NOT_FOUND', `${what} '${path}' does not exist`, { cause: err });
+    throw ioError(`${what} '${path}' cannot be read`, err);
+  }
+}
+
+/**
+ * Reads a file synchronously, with readNamedFile's errors. For many small files
+ * (the token store): each fs/promises read is four thread-pool round trips.
+ */
+export function readNamedFileSync(path: string, what: string): Buffer {
+  try {
+    return readFileSync(path);
   } catch (err) {
     if (errno(err) === 'ENOENT') throw new TokendError('ERR_NOT_FOUND', `${what} '${path}' does not exist`, { cause: err });
     throw ioError(`${what} '${path}' cannot be read`, err);

@@ -140,7 +140,7 @@ async function startOne(address: ListenAddress, config: ServerConfig, deps: List
   server.maxRequestsPerSocket = config.maxRequestsPerConnection;
   server.on('secureConnection', (socket: TLSSocket) => {
     socket.disableRenegotiation();
-    const serial = socket.getPeerCertificate().serialNumber;
+    const serial = socket.getPeerX509Certificate()?.serialNumber; // not getPeerCertificate(): ~70 µs per connection
     if (isRevoked(deps.state().tls.revoked, serial)) {
       deps.metrics.inc('tokend_tls_refused_total', { reason: 'revoked' });
       deps.log.info({ msg: 'connection refused', reason: 'client certificate revoked', serial });
