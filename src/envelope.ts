@@ -203,6 +203,11 @@ export function withWrappedKey(token: SealedToken, wrapped: Buffer, keyId: strin
 
 /** The canonical text form: pretty JSON, fixed field order, standard base64, one trailing newline. */
 export function serializeSealed(token: SealedToken): Buffer {
+  return Buffer.from(canonicalText(token), 'utf8');
+}
+
+/** The canonical form as a string (ASCII only: every field is checked to be). */
+function canonicalText(token: SealedToken): string {
   const doc = {
     format: token.format,
     name: token.name,
@@ -215,7 +220,7 @@ export function serializeSealed(token: SealedToken): Buffer {
     commitment: token.commitment.toString('base64'),
     ciphertext: token.ciphertext.toString('base64'),
   };
-  return Buffer.from(`${JSON.stringify(doc, null, 2)}\n`, 'utf8');
+  return `${JSON.stringify(doc, null, 2)}\n`;
 }
 
 /**
@@ -270,19 +275,13 @@ export function parseSealed(bytes: Buffer | string, expectedName?: string): Seal
     if (buf.length < min || buf.length > max) return corrupt(`the ${key} field has the wrong length`);
     return buf;
   };
-  const token: SealedToken = {
-    format: FORMAT,
-    name,
-    version,
-    created,
-    provider: provider as ProviderName,
-    keyId,
-    wrappedKey: field('wrappedKey', 1, MAX_WRAPPED),
-    nonce: field('nonce', NONCE_BYTES, NONCE_BYTES),
-    commitment: field('commitment', KEY_BYTES, KEY_BYTES),
-    ciphertext: field('ciphertext', TAG_BYTES, MAX_TOKEN_BYTES + TAG_BYTES),
-  };
-  if (!serializeSealed(token).equals(typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : bytes)) {
+  const wrappedKey = field('wrappedKey', 1, MAX_WRAPPED);
+  const nonce = field('nonce', NONCE_BYTES, NONCE_BYTES);
+  const commitment = field('commitment', KEY_BYTES, KEY_BYTES);
+  const ciphertext = field('ciphertext', TAG_BYTES, MAX_TOKEN_BYTES + TAG_BYTES);
+  const token: SealedToken = { format: FORMAT, name, version, created, provider: provider as ProviderName, keyId, wrappedKey, nonce, commitment, ciphertext };
+  // Compared as text: the canonical form is ASCII, so a file with invalid UTF-8 (decoded to U+FFFD) never matches.
+  if (canonicalText(token) !== text) {
     return corrupt('it is not in canonical form (whitespace, escapes or trailing bytes differ)');
   }
   return token;
