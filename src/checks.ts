@@ -4,7 +4,7 @@ import { describeError, isTokendError } from './errors.js';
 import type { Config } from './config.js';
 import { createProvider } from './kms/create.js';
 import { checkPki } from './pki/index.js';
-import { loadPolicy } from './policy.js';
+import { globMatches, loadPolicy } from './policy.js';
 import { TokenStore } from './store.js';
 
 export interface CheckResult {
@@ -28,10 +28,12 @@ const CHECKS: readonly (readonly [string, Check])[] = [
   [
     'policy',
     async (config) => {
-      // A policy that does not load would make serve refuse to start, or a reload fail.
       const policy = await loadPolicy(config.policy);
-      const summary = `${policy.rules.length} rule(s) in '${config.policy}'`;
-      return policy.warnings.length === 0 ? summary : `${summary}; warning: ${policy.warnings.join('; warning: ')}`;
+      const { tokens } = await new TokenStore(config.store).load().catch(() => ({ tokens: new Map() }));
+      const unread = [...tokens.keys()].filter((name) => !policy.rules.some((r) => r.tokens.some((t) => globMatches(t, name))));
+      const notes = [...policy.warnings.map((w) => w.replace(/^policy '[^']*': /, 'warning: '))];
+      if (unread.length > 0) notes.push(`no rule names ${unread.length} token(s): ${unread.slice(0, 5).join(', ')}${unread.length > 5 ? ', …' : ''}`);
+      return [`${policy.rules.length} rule(s) in '${config.policy}'`, ...notes].join('; ');
     },
   ],
   ['pki', (config) => checkPki(config.pki)],
@@ -50,9 +52,9 @@ const CHECKS: readonly (readonly [string, Check])[] = [
 ];
 
 /** Runs every check; never throws for a failing check (it is reported), only for bugs. */
-export async function runChecks(config: Config, extra: readonly (readonly [string, Check])[] = []): Promise<CheckResult[]> {
+export async function runChecks(config: Config): Promise<CheckResult[]> {
   const results: CheckResult[] = [{ check: 'config', ok: true, message: `'${config.path}' is valid` }];
-  for (const [check, run] of [...CHECKS, ...extra]) {
+  for (const [check, run] of CHECKS) {
     try {
       results.push({ check, ok: true, message: await run(config) });
     } catch (err) {

@@ -1,7 +1,8 @@
 // The sealed-token format: envelope encryption with a fresh data key per token,
 // AES-256-GCM, key commitment, and a canonical JSON text form (docs/format.md).
 
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createSecretKey, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { TokendError, decryptFailed, isTokendError } from './errors.js';
 import { assertValidName, isValidName } from './names.js';
 import type { EncryptionContext, KeyProvider, ProviderName } from './kms/provider.js';
@@ -98,7 +99,7 @@ export async function seal(input: SealInput): Promise<SealedToken> {
       nonce: keys.nonce,
       commitment: keys.commitment,
     } as const;
-    const cipher = createCipheriv('aes-256-gcm', keys.encryptionKey, keys.nonce, { authTagLength: TAG_BYTES });
+    const cipher = createCipheriv('aes-256-gcm', secretKey(keys.encryptionKey), keys.nonce, { authTagLength: TAG_BYTES });
     cipher.setAAD(headerAad(header));
     const ciphertext = Buffer.concat([cipher.update(input.plaintext), cipher.final(), cipher.getAuthTag()]);
     return { ...header, ciphertext };
@@ -114,28 +115,50 @@ export async function seal(input: SealInput): Promise<SealedToken> {
  * ERR_DECRYPT_FAILED. The returned buffer is the caller's to zero.
  */
 export function decryptSealed(token: SealedToken, dataKey: Buffer): Buffer {
+  const key = deriveTokenKey(token, dataKey);
+  try {
+    return decryptWithTokenKey(token, key);
+  } finally {
+    key.fill(0);
+  }
+}
+
+/**
+ * The key that opens this one token: derived from its data key and nonce,
+ * after the key commitment is checked in constant time. What decryptSealed
+ * does first; apart so that a cache can keep it and skip the derivation
+ * (HKDF-SHA-512, the larger half of the work) on every request. Throws the
+ * opaque ERR_DECRYPT_FAILED. The returned buffer is the caller's to zero.
+ */
+export function deriveTokenKey(token: SealedToken, dataKey: Buffer): Buffer {
   if (dataKey.length !== KEY_BYTES) throw decryptFailed(token.name, 'data key has the wrong length');
   const keys = deriveKeys(dataKey, token.nonce);
   try {
     if (!timingSafeEqual(keys.commitment, token.commitment)) {
       throw decryptFailed(token.name, 'key commitment does not match the data key');
     }
-    const body = token.ciphertext.subarray(0, token.ciphertext.length - TAG_BYTES);
-    const tag = token.ciphertext.subarray(token.ciphertext.length - TAG_BYTES);
-    const decipher = createDecipheriv('aes-256-gcm', keys.encryptionKey, token.nonce, { authTagLength: TAG_BYTES });
-    decipher.setAAD(headerAad(token));
-    decipher.setAuthTag(tag);
-    const head = decipher.update(body);
-    try {
-      decipher.final();
-    } catch (err) {
-      head.fill(0);
-      throw decryptFailed(token.name, 'authentication tag does not verify', err);
-    }
-    return head;
+    return Buffer.from(keys.encryptionKey);
   } finally {
     keys.wipe();
   }
+}
+
+/** Decrypts a token with the key deriveTokenKey gave for it. Any failure is ERR_DECRYPT_FAILED; the returned buffer is the caller's to zero. */
+export function decryptWithTokenKey(token: SealedToken, tokenKey: Buffer): Buffer {
+  if (tokenKey.length !== KEY_BYTES) throw decryptFailed(token.name, 'token key has the wrong length');
+  const body = token.ciphertext.subarray(0, token.ciphertext.length - TAG_BYTES);
+  const tag = token.ciphertext.subarray(token.ciphertext.length - TAG_BYTES);
+  const decipher = createDecipheriv('aes-256-gcm', secretKey(tokenKey), token.nonce, { authTagLength: TAG_BYTES });
+  decipher.setAAD(headerAad(token));
+  decipher.setAuthTag(tag);
+  const head = decipher.update(body);
+  try {
+    decipher.final();
+  } catch (err) {
+    head.fill(0);
+    throw decryptFailed(token.name, 'authentication tag does not verify', err);
+  }
+  return head;
 }
 
 /** Asks the provider for the token's data key, pinned to the recorded key and bound to name and version. */
@@ -182,6 +205,11 @@ export function withWrappedKey(token: SealedToken, wrapped: Buffer, keyId: strin
 
 /** The canonical text form: pretty JSON, fixed field order, standard base64, one trailing newline. */
 export function serializeSealed(token: SealedToken): Buffer {
+  return Buffer.from(canonicalText(token), 'utf8');
+}
+
+/** The canonical form as a string (ASCII only: every field is checked to be). */
+function canonicalText(token: SealedToken): string {
   const doc = {
     format: token.format,
     name: token.name,
@@ -194,7 +222,7 @@ export function serializeSealed(token: SealedToken): Buffer {
     commitment: token.commitment.toString('base64'),
     ciphertext: token.ciphertext.toString('base64'),
   };
-  return Buffer.from(`${JSON.stringify(doc, null, 2)}\n`, 'utf8');
+  return `${JSON.stringify(doc, null, 2)}\n`;
 }
 
 /**
@@ -249,19 +277,13 @@ export function parseSealed(bytes: Buffer | string, expectedName?: string): Seal
     if (buf.length < min || buf.length > max) return corrupt(`the ${key} field has the wrong length`);
     return buf;
   };
-  const token: SealedToken = {
-    format: FORMAT,
-    name,
-    version,
-    created,
-    provider: provider as ProviderName,
-    keyId,
-    wrappedKey: field('wrappedKey', 1, MAX_WRAPPED),
-    nonce: field('nonce', NONCE_BYTES, NONCE_BYTES),
-    commitment: field('commitment', KEY_BYTES, KEY_BYTES),
-    ciphertext: field('ciphertext', TAG_BYTES, MAX_TOKEN_BYTES + TAG_BYTES),
-  };
-  if (!serializeSealed(token).equals(typeof bytes === 'string' ? Buffer.from(bytes, 'utf8') : bytes)) {
+  const wrappedKey = field('wrappedKey', 1, MAX_WRAPPED);
+  const nonce = field('nonce', NONCE_BYTES, NONCE_BYTES);
+  const commitment = field('commitment', KEY_BYTES, KEY_BYTES);
+  const ciphertext = field('ciphertext', TAG_BYTES, MAX_TOKEN_BYTES + TAG_BYTES);
+  const token: SealedToken = { format: FORMAT, name, version, created, provider: provider as ProviderName, keyId, wrappedKey, nonce, commitment, ciphertext };
+  // Compared as text: the canonical form is ASCII, so a file with invalid UTF-8 (decoded to U+FFFD) never matches.
+  if (canonicalText(token) !== text) {
     return corrupt('it is not in canonical form (whitespace, escapes or trailing bytes differ)');
   }
   return token;
@@ -315,11 +337,22 @@ function headerAad(h: Pick<SealedToken, 'format' | 'name' | 'version' | 'created
 
 /** HKDF-SHA-512(data key, salt = nonce) → 32-byte encryption key ‖ 32-byte commitment. */
 function deriveKeys(dataKey: Buffer, nonce: Buffer) {
-  const okm = Buffer.from(hkdfSync('sha512', dataKey, nonce, HKDF_INFO, 2 * KEY_BYTES));
+  const okm = Buffer.from(hkdfSync('sha512', secretKey(dataKey), nonce, HKDF_INFO, 2 * KEY_BYTES));
   return {
     nonce,
     encryptionKey: okm.subarray(0, KEY_BYTES),
     commitment: Buffer.from(okm.subarray(KEY_BYTES)),
     wipe: () => okm.fill(0),
   };
+}
+
+/**
+ * A KeyObject copy of `key` for node:crypto. Node 24 probes a Buffer key for
+ * KeyObject and CryptoKey by throwing and catching, which costs more than the
+ * HKDF or the AES-GCM it feeds (docs/benchmarks.md); a KeyObject skips that.
+ * Node cleanses the copy (OPENSSL_clear_free) when the object is collected;
+ * the caller still zeroes its Buffer.
+ */
+function secretKey(key: Buffer): KeyObject {
+  return createSecretKey(key);
 }

@@ -1,8 +1,10 @@
-// The data-key cache: unwrapped data keys held in memory for a bounded time and
-// count, so KMS is not called on every request. Concurrent misses for one key
-// share one provider call; every provider call is counted. While the provider
-// is unavailable, a key past its TTL may still serve up to the stale bound, and
-// cold requests fail fast instead of piling up.
+// The data-key cache: keys that came from the provider held in memory for a
+// bounded time and count, so KMS is not called on every request. Concurrent
+// misses for one key share one provider call; every provider call is counted.
+// While the provider is unavailable, a key past its TTL may still serve up to
+// the stale bound, and cold requests fail fast instead of piling up. What is
+// held is whatever `load` returns for one sealed token: the server keeps the
+// token's own key, derived from its unwrapped data key (envelope.deriveTokenKey).
 
 import { TokendError, isTokendError } from './errors.js';
 import type { SealedToken } from './envelope.js';
@@ -179,11 +181,15 @@ export class DataKeyCache {
     this.stats.size = this.#entries.size;
   }
 
-  /** A token's cache identity: its wrapping key and wrapped key (a rewrapped or resealed token is a new entry). */
+  /**
+   * A token's cache identity: its wrapping key, wrapped key and nonce (a
+   * rewrapped or resealed token is a new entry, and a key derived for one
+   * token's nonce is never handed to another).
+   */
   #idOf(token: SealedToken): string {
     let id = this.#ids.get(token);
     if (id === undefined) {
-      id = `${token.keyId}\n${token.wrappedKey.toString('base64')}`;
+      id = `${token.keyId}\n${token.wrappedKey.toString('base64')}\n${token.nonce.toString('base64')}`;
       this.#ids.set(token, id);
     }
     return id;

@@ -66,6 +66,11 @@ function compile(rules: readonly PolicyRule[], warnings: readonly string[]): Pol
   });
 }
 
+/** True when `pattern` (an exact name or a `*` glob) matches `value`. */
+export function globMatches(pattern: string, value: string): boolean {
+  return matcher(pattern)(value);
+}
+
 /** An exact-match or glob matcher; `*` matches any run of name characters (names have no separators). */
 function matcher(pattern: string): (value: string) => boolean {
   if (!pattern.includes('*')) return (value) => value === pattern;

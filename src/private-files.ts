@@ -1,7 +1,7 @@
 // Private files: atomic writes, 0600/0700 modes, and the ssh-style refusal of loose permissions.
 
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
+import { constants, readFileSync } from 'node:fs';
 import { chmod, chown, link, lstat, mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { TokendError } from './errors.js';
@@ -224,19 +224,33 @@ export async function readNamedFile(path: string, what: string): Promise<Buffer>
   }
 }
 
+/**
+ * Reads a file synchronously, with readNamedFile's errors. For many small files
+ * (the token store): each fs/promises read is four thread-pool round trips.
+ */
+export function readNamedFileSync(path: string, what: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    if (errno(err) === 'ENOENT') throw new TokendError('ERR_NOT_FOUND', `${what} '${path}' does not exist`, { cause: err });
+    throw ioError(`${what} '${path}' cannot be read`, err);
+  }
+}
+
 /** The errno code of a Node system error, if any. */
 export function errno(err: unknown): string | undefined {
   return typeof err === 'object' && err !== null && 'code' in err && typeof err.code === 'string' ? err.code : undefined;
 }
 
-/** ERR_IO with `message` and the cause in words (no space left on device, read-only file system, …). */
+/** An ERR_IO error naming the subject, with the errno of `cause` explained. */
 export function ioError(message: string, cause: unknown): TokendError {
   const code = errno(cause);
   const hint = code === 'ENOSPC' ? ': no space left on device' : code === 'EROFS' ? ': read-only file system' : code === 'EACCES' || code === 'EPERM' ? ': permission denied' : code === 'ENOENT' ? ': no such file or directory' : code === 'EISDIR' ? ': it is a directory' : code ? `: ${code}` : '';
   return new TokendError('ERR_IO', `${message}${hint}`, { cause });
 }
 
-async function syncDir(dir: string): Promise<void> {
+/** fsyncs a directory so a rename in it is durable. */
+export async function syncDir(dir: string): Promise<void> {
   const handle = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
   try {
     await handle.sync();

@@ -17,19 +17,11 @@ import { createLogger, flushLogger } from './server/log.js';
 import type { Logger } from './server/log.js';
 import { buildState } from './server/state.js';
 import type { ServingState, StateSources } from './server/state.js';
-import { loadTlsMaterial } from './pki/index.js';
+import { loadTlsMaterial, renewServerCertIfDue } from './pki/index.js';
 import { runtimeWarnings } from './runtime.js';
+import { createNotifier } from './systemd/notify.js';
+import type { Notifier } from './systemd/notify.js';
 
-/** What systemd (or nothing) is told about the daemon's life. */
-export interface Notifier {
-  ready(status: string): void;
-  status(text: string): void;
-  reloading(): void;
-  stopping(): void;
-  close(): void;
-}
-
-const quietNotifier: Notifier = { ready() {}, status() {}, reloading() {}, stopping() {}, close() {} };
 
 export interface ServeOptions {
   readonly configPath: string;
@@ -53,6 +45,8 @@ export interface Daemon {
   readonly addresses: readonly string[];
   /** Reloads now; resolves true when the new state is in force. */
   reload(): Promise<boolean>;
+  /** Internal PKI: renews the server certificate if due at `now` and reloads; true when it did. */
+  renewServerCert(now?: Date): Promise<boolean>;
   state(): ServingState;
 }
 
@@ -64,7 +58,7 @@ export interface Daemon {
 export async function serve(options: ServeOptions): Promise<number> {
   const config = await loadConfig(options.configPath, options.env);
   const log = options.logger ?? createLogger(config.logLevel);
-  const notifier = options.notifier ?? quietNotifier;
+  const notifier = options.notifier ?? createNotifier({});
   const metrics = defineMetrics(new Metrics());
   const sources: StateSources = { loadTls: (c) => loadTlsMaterial(c.pki), ...options.sources };
   const cache = new DataKeyCache({
@@ -74,6 +68,10 @@ export async function serve(options: ServeOptions): Promise<number> {
     maxEntries: config.cache.maxEntries,
   });
 
+  // Internal PKI: a server certificate that is due (or missing) is renewed before anything is served.
+  if (config.pki.mode === 'internal') {
+    await renewServerCertIfDue(config.pki).catch((err: unknown) => log.warn({ msg: 'server certificate renewal failed at start', reason: describeError(err) }));
+  }
   let state = await buildState(config, 1, sources);
   for (const w of runtimeWarnings()) log.warn({ msg: w });
   if (state.provider.name === 'keyfile') log.warn({ msg: KEYFILE_WARNING });
@@ -151,15 +149,32 @@ export async function serve(options: ServeOptions): Promise<number> {
   const onHup = () => void reload();
   process.on('SIGHUP', onHup);
 
+  /** Renews the internal server certificate when due, then reloads so new connections use it; live ones continue. */
+  const renewServerCert = async (now: Date = new Date()): Promise<boolean> => {
+    const pki = state.config.pki;
+    if (pki.mode !== 'internal') return false;
+    try {
+      if (!(await renewServerCertIfDue(pki, now))) return false;
+    } catch (err) {
+      metrics.inc('tokend_cert_renewals_total', { result: 'failed' });
+      log.error({ msg: 'server certificate renewal failed; will retry', reason: describeError(err) });
+      return false;
+    }
+    metrics.inc('tokend_cert_renewals_total', { result: 'ok' });
+    log.info({ msg: 'server certificate renewed' });
+    return reload();
+  };
+
   const timers = [
     setInterval(() => listeners.rotateTicketKeys(), config.server.ticketRotationSeconds * 1000),
     setInterval(() => cache.sweep(), 30_000),
+    setInterval(() => void renewServerCert(), renewalCheckMs(config)),
   ];
   for (const t of timers) t.unref();
 
-  log.info({ msg: 'ready', addresses: listeners.addresses, tokens: state.tokens.size, provider: state.provider.name });
+  log.info({ msg: 'ready', addresses: listeners.addresses, tokens: state.tokens.size, provider: state.provider.name, systemd: notifier.enabled, watchdogMs: notifier.watchdogIntervalMs });
   notifier.ready(status());
-  options.onReady?.({ config, metrics, cache, addresses: listeners.addresses, reload, state: () => state });
+  options.onReady?.({ config, metrics, cache, addresses: listeners.addresses, reload, renewServerCert, state: () => state });
 
   await new Promise<void>((resolve) => {
     if (options.signal.aborted) resolve();
@@ -175,9 +190,15 @@ export async function serve(options: ServeOptions): Promise<number> {
   cache.clear();
   state.provider.close();
   log.info({ msg: 'stopped' });
+  await notifier.close();
   flushLogger(log);
-  notifier.close();
   return 0;
+}
+
+/** How often to look at the server certificate: a quarter of its renewal window, between 10 s and 1 h. */
+function renewalCheckMs(config: Config): number {
+  const windowMs = config.pki.serverTtlDays * 86_400_000 * config.pki.renewBeforeFraction;
+  return Math.min(3_600_000, Math.max(10_000, Math.floor(windowMs / 4)));
 }
 
 /** Settings a reload cannot change (the listeners are bound once). */
@@ -200,6 +221,7 @@ function defineMetrics(m: Metrics): Metrics {
   m.define('tokend_reloads_total', 'counter', 'reloads by result');
   m.define('tokend_tls_refused_total', 'counter', 'TLS connections refused, by reason');
   m.define('tokend_http_refused_total', 'counter', 'malformed HTTP requests refused by the parser');
+  m.define('tokend_cert_renewals_total', 'counter', 'server certificate renewals by result');
   m.define('tokend_cert_expiry_timestamp_seconds', 'gauge', 'not-after time of the server certificate (unix seconds)');
   return m;
 }

@@ -134,6 +134,20 @@ describe('CLI: init → seal → unseal with the mock KMS keyfile', () => {
     expect((await r(['unseal', 'b'])).stdout.toString()).toBe('bravo');
   });
 
+  it('check passes on a dev directory and points out tokens no policy rule names', async () => {
+    const r = await run(['check', '--json']);
+    expect(r.code, r.stdout.toString()).toBe(0);
+    const results = JSON.parse(r.stdout.toString()).results as { check: string; ok: boolean; message: string }[];
+    expect(results.map((x) => [x.check, x.ok])).toEqual([
+      ['config', true],
+      ['store', true],
+      ['policy', true],
+      ['pki', true],
+      ['provider', true],
+    ]);
+    expect(results.find((x) => x.check === 'policy')?.message).toMatch(/no rule names \d+ token\(s\): .*github-token/);
+  });
+
   it('prints help with the exit codes', async () => {
     const help = await tokend(['--help']);
     expect(help.code).toBe(0);

@@ -5,6 +5,8 @@ import {
   FORMAT,
   MAX_TOKEN_BYTES,
   decryptSealed,
+  decryptWithTokenKey,
+  deriveTokenKey,
   openSealed,
   parseSealed,
   seal,
@@ -137,6 +139,18 @@ describe('sealed tokens: tampering', () => {
   it('checks the key commitment before decrypting under a different data key', () => {
     const token = { ...parseSealedSync() };
     expect(() => decryptSealed(token, randomBytes(32))).toThrow(expect.objectContaining({ code: 'ERR_DECRYPT_FAILED', detail: expect.stringMatching(/commitment/) }));
+  });
+
+  it('opens a token in two steps (derive its key once, then decrypt) exactly as in one', async () => {
+    const a = parseSealed(await sealed('db', Buffer.from('first')), 'db');
+    const b = parseSealed(await sealed('db', Buffer.from('second')), 'db');
+    const dataKey = await provider.unwrap(a.wrappedKey, a.keyId, { 'tokend:name': 'db', 'tokend:version': '1' });
+    const key = deriveTokenKey(a, dataKey);
+    expect(decryptWithTokenKey(a, key).toString()).toBe('first');
+    expect(decryptWithTokenKey(a, key).equals(decryptSealed(a, dataKey))).toBe(true);
+    expect(() => decryptWithTokenKey(b, key)).toThrow(expect.objectContaining({ code: 'ERR_DECRYPT_FAILED', detail: expect.stringMatching(/tag/) }));
+    expect(() => deriveTokenKey(b, dataKey)).toThrow(expect.objectContaining({ code: 'ERR_DECRYPT_FAILED', detail: expect.stringMatching(/commitment/) }));
+    expect(() => decryptWithTokenKey(a, key.subarray(1))).toThrow(expect.objectContaining({ code: 'ERR_DECRYPT_FAILED' }));
   });
 
   it('refuses re-encoded files that mean the same thing (not canonical)', async () => {

@@ -4,7 +4,7 @@ import type { SealedToken } from '../src/envelope.js';
 import { TokendError } from '../src/errors.js';
 import { DataKeyCache } from '../src/key-cache.js';
 
-const token = (n: number): SealedToken => ({ keyId: 'k', wrappedKey: Buffer.from([n]) }) as unknown as SealedToken;
+const token = (n: number): SealedToken => ({ keyId: 'k', wrappedKey: Buffer.from([n]), nonce: Buffer.alloc(12) }) as unknown as SealedToken;
 const unavailable = () => new TokendError('ERR_KMS_UNAVAILABLE', 'down');
 
 function clock() {
@@ -94,6 +94,18 @@ describe('data-key cache', () => {
     expect(cache.retryAfterSeconds()).toBe(1);
     c.advance(1_001);
     expect((await cache.use(token(1), async () => randomBytes(32), () => 'back')).value).toBe('back');
+  });
+
+  it('keeps tokens that share a wrapped key but not a nonce apart (a key derived for one is never handed to the other)', async () => {
+    const cache = new DataKeyCache({ enabled: true, ttlMs: 60_000, staleMs: 0, maxEntries: 10 });
+    const a = { keyId: 'k', wrappedKey: Buffer.from([1]), nonce: Buffer.alloc(12, 1) } as unknown as SealedToken;
+    const b = { keyId: 'k', wrappedKey: Buffer.from([1]), nonce: Buffer.alloc(12, 2) } as unknown as SealedToken;
+    let calls = 0;
+    const load = async () => (calls++, randomBytes(32));
+    const first = await cache.use(a, load, (k) => Buffer.from(k));
+    const second = await cache.use(b, load, (k) => Buffer.from(k));
+    expect([first.source, second.source, calls]).toEqual(['miss', 'miss', 2]);
+    expect(first.value.equals(second.value)).toBe(false);
   });
 
   it('zeroes every cached key on clear()', async () => {

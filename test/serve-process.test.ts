@@ -83,6 +83,28 @@ describe('serve as a process', () => {
     expect(p.stdout.join('') + p.stderr.join('')).not.toContain(secret);
   });
 
+  it('serves a bundle made by `tokend cert issue`, and refuses it after `tokend cert revoke` and SIGHUP', async () => {
+    const fx = await fixtureWithToken('cli-bundle-secret');
+    await fx.writePolicy([{ identities: ['web'], tokens: ['db'] }]);
+    const p = start(['serve', '--config', fx.configPath]);
+    const address = await waitFor('ready', () => readyAddress(p));
+    const out = join(await tempDir(), 'web-bundle');
+    const issued = await tokend(['cert', 'issue', 'web', '--out', out, '--config', fx.configPath]);
+    expect(issued.code, issued.stderr).toBe(0);
+    const ok = await curl(`https://${address}/v1/tokens/db`, { bundle: out });
+    expect(ok.status).toBe(200);
+    expect(ok.body.toString()).toBe('cli-bundle-secret');
+
+    const revoked = await tokend(['cert', 'revoke', 'web', '--config', fx.configPath]);
+    expect(revoked.code, revoked.stderr).toBe(0);
+    p.child.kill('SIGHUP');
+    await waitFor('reloaded', () => logLines(p).find((l) => l.msg === 'reloaded'));
+    const refused = await curl(`https://${address}/v1/tokens/db`, { bundle: out });
+    expect(refused.status).toBe(0);
+    p.child.kill('SIGTERM');
+    expect(await p.exited).toBe(0);
+  });
+
   it('listens on [::1] and on a unix socket when configured', async () => {
     const fx = await fixtureWithToken('socket-secret');
     const sock = join(await tempDir(), 'tokend.sock');
@@ -99,6 +121,22 @@ describe('serve as a process', () => {
     expect(viaSocket.body.toString()).toBe('socket-secret');
     p.child.kill('SIGTERM');
     expect(await p.exited).toBe(0);
+  });
+
+  it('tokend health reports a running server healthy (handshake, and /healthz with a bundle) and a stopped one not', async () => {
+    const fx = await fixtureWithToken('health-secret');
+    const p = start(['serve', '--config', fx.configPath]);
+    const address = await waitFor('ready', () => readyAddress(p));
+    const plain = await tokend(['health', '--config', fx.configPath, '--address', address]);
+    expect(plain.code, plain.stdout.toString()).toBe(0);
+    expect(plain.stdout.toString()).toContain(`healthy: ${address} completes a TLS handshake`);
+    const full = await tokend(['health', '--config', fx.configPath, '--address', address, '--bundle', fx.bundleDir('demo')]);
+    expect(full.stdout.toString()).toContain('answers GET /healthz with 200');
+    p.child.kill('SIGTERM');
+    expect(await p.exited).toBe(0);
+    const down = await tokend(['health', '--config', fx.configPath, '--address', address]);
+    expect(down.code).toBe(1);
+    expect(down.stdout.toString()).toContain(`unhealthy: ${address}`);
   });
 
   it('refuses a non-loopback listen address unless the config allows it (exit 3, naming it)', async () => {

@@ -227,6 +227,34 @@ describe('serve: refused at the HTTP level', () => {
   });
 });
 
+describe('serve: TLS session resumption', () => {
+  it('resumes a session with a ticket, keeps the client identity, and starts over after the ticket keys rotate', async () => {
+    const { connect } = await import('node:tls');
+    const [cert, key, ca] = await Promise.all(['client.crt', 'client.key', 'ca.crt'].map((f) => readFile(join(demo, f))));
+    const session = (reuse?: Buffer) =>
+      new Promise<{ reused: boolean; version: string | null; ticket: Buffer | undefined; body: string }>((resolve, reject) => {
+        let ticket: Buffer | undefined;
+        const s = connect({ host: '127.0.0.1', port: srv.port, cert, key, ca, servername: 'localhost', ...(reuse ? { session: reuse } : {}) });
+        s.on('session', (t: Buffer) => (ticket = t));
+        s.once('secureConnect', () => s.write('GET /v1/whoami HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'));
+        let data = '';
+        s.on('data', (c: Buffer) => (data += c.toString()));
+        s.on('end', () => resolve({ reused: s.isSessionReused(), version: s.getProtocol(), ticket, body: data.slice(data.indexOf('\r\n\r\n') + 4) }));
+        s.on('error', reject);
+      });
+    const first = await session();
+    expect(first.version).toBe('TLSv1.3');
+    expect(first.reused).toBe(false);
+    const second = await session(first.ticket);
+    expect(second.reused).toBe(true);
+    expect(JSON.parse(second.body).identity).toBe('demo');
+    expect(await srv.daemon.reload()).toBe(true); // a reload rotates the ticket keys
+    const third = await session(first.ticket);
+    expect(third.reused).toBe(false);
+    expect(JSON.parse(third.body).identity).toBe('demo');
+  });
+});
+
 describe('serve: provider outage', () => {
   it('serves a cached key during an outage, 503 + Retry-After for an uncached one, and recovers', async () => {
     expect((await curl(`${srv.url}/v1/tokens/text-token`, { bundle: demo })).status).toBe(200);
@@ -287,13 +315,31 @@ describe('serve: reload', () => {
     expect((await curl(`${srv.url}/v1/tokens/text-token`, { bundle: billing })).status).toBe(200);
   });
 
-  it('refuses a revoked certificate after a reload, at the TLS level', async () => {
+  it('refuses a revoked certificate after a reload: new connections at the TLS level, live ones with 403', async () => {
     const victim = await fx.bundle('victim');
-    expect((await curl(`${srv.url}/healthz`, { bundle: victim })).status).toBe(200);
-    const config = await loadConfig(fx.configPath);
-    await revoke(config.pki, 'victim');
-    await fx.writePolicy([{ identities: ['demo'], tokens: ['*-token'] }]);
-    expect(await srv.daemon.reload()).toBe(true);
+    const [cert, key, ca] = await Promise.all(['client.crt', 'client.key', 'ca.crt'].map((f) => readFile(join(victim, f))));
+    const { Agent } = await import('node:https');
+    const agent = new Agent({ keepAlive: true, maxSockets: 1, cert, key, ca });
+    const get = () =>
+      new Promise<{ status: number; reused: boolean; code?: string }>((resolve, reject) => {
+        const req = request(`${srv.url}/healthz`, { agent }, (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, reused: req.reusedSocket, code: body.includes('"code"') ? JSON.parse(body).code : undefined }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    try {
+      expect((await get()).status).toBe(200);
+      const config = await loadConfig(fx.configPath);
+      await revoke(config.pki, 'victim');
+      await fx.writePolicy([{ identities: ['demo'], tokens: ['*-token'] }]);
+      expect(await srv.daemon.reload()).toBe(true);
+      expect(await get()).toEqual({ status: 403, reused: true, code: 'ERR_REVOKED' });
+    } finally {
+      agent.destroy();
+    }
     const r = await curl(`${srv.url}/healthz`, { bundle: victim });
     expect(r.status).toBe(0);
     expect(srv.logs.some((l) => l.msg === 'connection refused' && l.reason === 'client certificate revoked')).toBe(true);

@@ -49,6 +49,16 @@ describe('token store', () => {
     expect(errors.map((e) => [e.code, e.message])).toEqual([["ERR_SEALED_CORRUPT", "sealed token 'broken' is corrupt: it is not valid JSON"]]);
   });
 
+  it('loads a store larger than one read batch whole, reporting a bad file among them by name', async () => {
+    const store = await newStore();
+    const names = Array.from({ length: 300 }, (_, i) => `t-${String(i).padStart(3, '0')}`);
+    for (const name of names) await sealToken(store, provider, name, Buffer.from(name));
+    await writeFile(store.pathOf('t-150a'), 'garbage');
+    const { tokens, errors } = await store.load();
+    expect([...tokens.keys()]).toEqual(names);
+    expect(errors.map((e) => e.message)).toEqual(["sealed token 't-150a' is corrupt: it is not valid JSON"]);
+  });
+
   it('refuses to replace a corrupt file with a new version', async () => {
     const store = await newStore();
     await writeFile(store.pathOf('broken'), 'garbage');

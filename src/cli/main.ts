@@ -16,6 +16,8 @@ import { rewrapCommand } from './commands/rewrap.js';
 import { sealCommand } from './commands/seal.js';
 import { unsealCommand } from './commands/unseal.js';
 import { serveCommand } from './commands/serve.js';
+import { healthCommand } from './commands/health.js';
+import { ignitionCommand } from './commands/ignition.js';
 
 /** Every command, in the order `--help` lists them. */
 export const COMMANDS: readonly Command[] = [
@@ -33,6 +35,8 @@ export const COMMANDS: readonly Command[] = [
   certRenewCommand,
   checkCommand,
   serveCommand,
+  healthCommand,
+  ignitionCommand,
 ];
 
 /** Runs the CLI with `argv` (without node and script) and returns the exit code. */

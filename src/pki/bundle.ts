@@ -14,11 +14,10 @@
 // renamed into place, so there is never half a bundle either.
 
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
-import { chmod, chown, lchown, lstat, mkdir, open, readdir, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
+import { chmod, chown, lchown, lstat, mkdir, readdir, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { TokendError } from '../errors.js';
-import { TEMP_PREFIX, errno, removeStaleTemps, tempPath, writeFileAtomic } from '../private-files.js';
+import { TEMP_PREFIX, errno, ioError as sharedIoError, removeStaleTemps, syncDir, tempPath, writeFileAtomic } from '../private-files.js';
 
 /** The file names a container sees. */
 export const BUNDLE_FILES = Object.freeze({ ca: 'ca.crt', cert: 'client.crt', key: 'client.key' });
@@ -156,9 +155,9 @@ async function swapIn(dir: string, files: BundleFiles, version: string, owner: O
 async function writeVersion(versionDir: string, files: BundleFiles, owner: Owner | undefined): Promise<void> {
   await makeDir(versionDir, owner);
   const own = owner ? { owner } : {};
-  await writeFileAtomic(join(versionDir, BUNDLE_FILES.ca), files.caPem, { mode: 0o644, overwrite: false, ...own });
   await writeFileAtomic(join(versionDir, BUNDLE_FILES.cert), files.certPem, { mode: 0o644, overwrite: false, ...own });
   await writeFileAtomic(join(versionDir, BUNDLE_FILES.key), files.keyPem, { mode: 0o600, overwrite: false, ...own });
+  await writeFileAtomic(join(versionDir, BUNDLE_FILES.ca), files.caPem, { mode: 0o644, overwrite: false, ...own });
 }
 
 async function makeDir(path: string, owner: Owner | undefined): Promise<void> {
@@ -172,17 +171,11 @@ async function link(target: string, path: string, owner: Owner | undefined): Pro
   if (owner) await lchown(path, owner.uid, owner.gid);
 }
 
-async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
+/** I/O errors name the bundle; changing an owner needs root, which the hint says. */
 function ioError(message: string, cause: unknown): TokendError {
   const code = errno(cause);
-  const hint = code === 'EPERM' || code === 'EACCES' ? ': permission denied (setting another owner needs root)' : code ? `: ${code}` : '';
-  return new TokendError('ERR_IO', `${message}${hint}`, { cause });
+  if (code === 'EPERM' || code === 'EACCES') {
+    return new TokendError('ERR_IO', `${message}: permission denied (setting another owner needs root)`, { cause });
+  }
+  return sharedIoError(message, cause);
 }

@@ -15,7 +15,7 @@ import type { RevokedEntry } from './denylist.js';
 import { defaultBundleDir, pkiPaths } from './layout.js';
 import { BACKDATE_MS, MAX_TTL_MS, MIN_TTL_MS, daysToMs, isRenewalDue } from './lifetime.js';
 import { withLock } from './lock.js';
-import { appendIssued, latestFor, readRegistry } from './registry.js';
+import { appendIssued, latestFor, readRegistry, removeIssued } from './registry.js';
 import type { IssuedEntry } from './registry.js';
 import { isSerial, normalizeSerial } from './serial.js';
 
@@ -35,7 +35,7 @@ export interface IssueOptions {
  * in external mode, refuses an existing bundle without `force`, and never
  * leaves half a bundle (see bundle.ts). The registry entry is written before
  * the bundle, so `cert revoke <identity>` can never miss a certificate that
- * reached the disk.
+ * reached the disk, and removed again if the bundle could not be written.
  */
 export async function issueBundle(pki: PkiConfig, identity: string, options: IssueOptions = {}): Promise<IssuedEntry> {
   assertInternal(pki, 'issue certificates');
@@ -68,12 +68,19 @@ async function issueLocked(pki: PkiConfig, identity: string, dir: string, ttlMs:
     notAfter: leaf.notAfter.toISOString(),
     bundle: dir,
   };
-  await appendIssued(pkiPaths(pki).issued, entry);
-  await writeBundle(dir, { caPem: authority.certPem, certPem: leaf.certPem, keyPem: leaf.keyPem }, {
-    replace: options.force === true,
-    owner: options.owner,
-    version: leaf.serial,
-  });
+  const registry = pkiPaths(pki).issued;
+  await appendIssued(registry, entry);
+  try {
+    await writeBundle(dir, { caPem: authority.certPem, certPem: leaf.certPem, keyPem: leaf.keyPem }, {
+      replace: options.force === true,
+      owner: options.owner,
+      version: leaf.serial,
+    });
+  } catch (err) {
+    // The certificate never reached the disk: take it off the registry again (best effort; a leftover entry is harmless).
+    await removeIssued(registry, leaf.serial).catch(() => undefined);
+    throw err;
+  }
   return entry;
 }
 

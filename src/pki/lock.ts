@@ -13,6 +13,9 @@ const WAIT_MS = 10_000;
  * Runs `fn` while holding the lock file `path` (created atomically, holding
  * our pid). Waits up to 10 s for another holder; a lock left by a process
  * that no longer exists is taken over. Throws ERR_PKI naming the file on timeout.
+ * Limits: the liveness test sees only this PID namespace, and two waiters that
+ * both find the same stale lock may race to take it over; stale locks exist only
+ * after a crash, so both are rare, and the cost is one lost registry update.
  */
 export async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
   const deadline = Date.now() + WAIT_MS;

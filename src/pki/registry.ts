@@ -28,6 +28,12 @@ export async function appendIssued(path: string, entry: IssuedEntry): Promise<vo
   await writeFileAtomic(path, `${JSON.stringify({ format: FORMAT, certificates: [...entries, entry] }, null, 2)}\n`);
 }
 
+/** Removes the entry with `serial` (a bundle that failed to reach the disk; the caller holds the PKI lock). */
+export async function removeIssued(path: string, serial: string): Promise<void> {
+  const entries = await readRegistry(path);
+  await writeFileAtomic(path, `${JSON.stringify({ format: FORMAT, certificates: entries.filter((e) => e.serial !== serial) }, null, 2)}\n`);
+}
+
 /** The newest entry for `identity`, or undefined. */
 export function latestFor(entries: readonly IssuedEntry[], identity: string): IssuedEntry | undefined {
   return entries.filter((e) => e.identity === identity).at(-1);

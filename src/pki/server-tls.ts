@@ -75,6 +75,7 @@ export async function loadTlsMaterial(pki: PkiConfig, now: Date = new Date()): P
 export async function renewServerCertIfDue(pki: PkiConfig, now: Date = new Date()): Promise<boolean> {
   if (pki.mode === 'external') return false;
   const paths = pkiPaths(pki);
+  await loadAuthority(pki, now); // fail with the CA's own message before taking a lock in a directory that may not exist
   return withLock(paths.lock, async () => {
     const authority = await loadAuthority(pki, now);
     if (!(await serverCertDue(pki, authority.cert, now))) return false;

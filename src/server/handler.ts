@@ -4,11 +4,13 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import { decryptSealed, unwrapDataKey } from '../envelope.js';
+import { decryptWithTokenKey, deriveTokenKey, unwrapDataKey } from '../envelope.js';
+import type { SealedToken } from '../envelope.js';
 import { describeError, isTokendError } from '../errors.js';
-import { identityOf } from '../identity.js';
+import { certificateFields, identityOf } from '../identity.js';
 import type { Identity, NoIdentity } from '../identity.js';
 import type { DataKeyCache, KeySource } from '../key-cache.js';
+import type { KeyProvider } from '../kms/provider.js';
 import type { Metrics } from '../metrics.js';
 import { isValidName } from '../names.js';
 import type { Logger } from './log.js';
@@ -47,7 +49,7 @@ const identities = new WeakMap<TLSSocket, { generation: number; identity: Identi
 export function connectionIdentity(socket: TLSSocket, state: ServingState): Identity | NoIdentity {
   const known = identities.get(socket);
   if (known && known.generation === state.generation) return known.identity;
-  const identity = identityOf(socket.getPeerCertificate(), {
+  const identity = identityOf(certificateFields(socket.getPeerX509Certificate()), {
     from: state.config.server.identityFrom,
     trustDomain: state.config.pki.trustDomain,
   });
@@ -177,9 +179,9 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
     cache
       .use(
         sealed,
-        () => unwrapDataKey(sealed, state.provider),
+        () => tokenKeyOf(sealed, state.provider),
         (key) => {
-          const plaintext = decryptSealed(sealed, key);
+          const plaintext = decryptWithTokenKey(sealed, key);
           if (!json) return plaintext;
           const body = tokenJson(sealed.name, sealed.version, plaintext);
           plaintext.fill(0);
@@ -208,6 +210,20 @@ export function createHandler(deps: HandlerDeps): (req: IncomingMessage, res: Se
           return fail(res, audit, 'ERR_TOKEN_UNAVAILABLE');
         },
       );
+  }
+}
+
+/**
+ * What the cache keeps for a token: its own key, derived from the unwrapped
+ * data key once (the data key is zeroed at once), so a request does one
+ * AES-GCM decryption and no key derivation.
+ */
+async function tokenKeyOf(sealed: SealedToken, provider: KeyProvider): Promise<Buffer> {
+  const dataKey = await unwrapDataKey(sealed, provider);
+  try {
+    return deriveTokenKey(sealed, dataKey);
+  } finally {
+    dataKey.fill(0);
   }
 }
 

@@ -144,7 +144,7 @@ async function startOne(address: ListenAddress, config: ServerConfig, deps: List
   server.maxConnections = config.maxConnections;
   server.on('secureConnection', (socket: TLSSocket) => {
     socket.disableRenegotiation();
-    const serial = socket.getPeerCertificate().serialNumber;
+    const serial = socket.getPeerX509Certificate()?.serialNumber; // not getPeerCertificate(): ~70 µs per connection
     if (isRevoked(deps.state().tls.revoked, serial)) {
       deps.metrics.inc('tokend_tls_refused_total', { reason: 'revoked' });
       deps.log.info({ msg: 'connection refused', reason: 'client certificate revoked', serial });
@@ -154,9 +154,13 @@ async function startOne(address: ListenAddress, config: ServerConfig, deps: List
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
   });
-  server.on('tlsClientError', (err: Error & { code?: string }) => {
-    deps.metrics.inc('tokend_tls_refused_total', { reason: err.code ?? 'handshake' });
-    deps.log.debug({ msg: 'tls handshake failed', reason: err.code ?? err.message });
+  server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
+    // A rejected client certificate surfaces as a hang-up; the real reason is the socket's authorizationError.
+    const certificate = socket.authorizationError ? String(socket.authorizationError) : undefined;
+    const reason = certificate ?? err.code ?? 'handshake';
+    deps.metrics.inc('tokend_tls_refused_total', { reason });
+    if (certificate) deps.log.info({ msg: 'connection refused', reason: `client certificate rejected: ${certificate}` });
+    else deps.log.debug({ msg: 'tls handshake failed', reason });
   });
   server.on('clientError', (err: Error & { code?: string }, socket) => {
     // https forwards TLS errors (failed or timed-out handshakes) here too: such a connection

@@ -119,6 +119,7 @@ function report(ctx: CommandContext, verb: string, entry: IssuedEntry): void {
   }
   out(ctx, `${verb} ${entry.identity}: serial ${entry.serial}, valid until ${entry.notAfter}`);
   out(ctx, `bundle ${entry.bundle}/ (${Object.values(BUNDLE_FILES).join(', ')})`);
+  if (verb === 'issued') out(ctx, `mount the directory read-only, e.g. podman run -v ${entry.bundle}:/run/tokend-client:ro,Z ...`);
 }
 
 /** Parses `--owner UID:GID` (numbers: the ids as the host sees them). */

@@ -4,6 +4,7 @@
 import { join, resolve } from 'node:path';
 import { setupDevDirectory, DEMO_TOKEN, DEMO_IDENTITY } from '../../dev-setup.js';
 import { serve } from '../../serve.js';
+import { createNotifier } from '../../systemd/notify.js';
 import { configPath, DEV_DIR, note, str } from '../command.js';
 import type { Command } from '../command.js';
 
@@ -25,6 +26,7 @@ Logs are JSON lines on stdout, one audit line per request; tokens never appear i
       note(ctx, `tokend dev mode: ${dir} (mock KMS keyfile: development only)`);
       note(ctx, `try: curl --cert ${bundle}/client.crt --key ${bundle}/client.key --cacert ${bundle}/ca.crt https://127.0.0.1:7443/v1/tokens/${DEMO_TOKEN}`);
     }
-    return serve({ configPath: path, env: ctx.env, signal: ctx.signal });
+    // systemd (Type=notify) hands us NOTIFY_SOCKET and WATCHDOG_USEC; outside systemd this is a no-op.
+    return serve({ configPath: path, env: ctx.env, signal: ctx.signal, notifier: createNotifier(process.env) });
   },
 };
