@@ -143,6 +143,7 @@ try {
   await load.stop();
   const exitCode = await daemon.stop();
   captured.push({ label: 'daemon stdout', text: Buffer.from(daemon.stdout()) }, { label: 'daemon stderr', text: Buffer.from(daemon.stderr()) });
+  recordOutput('soak-serve', daemon.stdout() + daemon.stderr());
 
   // --- the verdict ------------------------------------------------------------------------------
   const logs = daemon.logs();

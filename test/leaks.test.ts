@@ -14,7 +14,7 @@ import { coreLimit, runtimeWarnings } from '../src/runtime.js';
 import { TOKEND_BIN, tokend } from './support/cli.js';
 import { curl, makeFixture } from './support/daemon.js';
 import type { Fixture } from './support/daemon.js';
-import { leakForms, watchSecret } from './support/leak-watch.js';
+import { leakForms, recordOutput, watchSecret } from './support/leak-watch.js';
 import { hasCommand, missing } from './support/requirements.js';
 import { startServeProcess } from './support/serve-process.js';
 import type { ServeProcess } from './support/serve-process.js';
@@ -93,7 +93,7 @@ describe('no token value anywhere but in its own 200 response', () => {
     daemon.child.kill('SIGHUP');
     await waitForLog(daemon, 'reload failed; still serving the previous state');
     await fx.writePolicy([{ identities: ['demo'], tokens: ['t-*'] }]);
-    const sealed = await tokend(['seal', 't-rotated', '--config', fx.configPath], { input: VALUES.rotated });
+    const sealed = await tokend(['seal', 't-rotated', '--config', fx.configPath], { input: VALUES.rotated as Buffer });
     capture('cli seal', sealed.stdout);
     capture('cli seal stderr', sealed.stderr);
     daemon.child.kill('SIGHUP');
@@ -102,10 +102,11 @@ describe('no token value anywhere but in its own 200 response', () => {
     expect(await daemon.stop()).toBe(0);
     capture('daemon stdout', daemon.stdout());
     capture('daemon stderr', daemon.stderr());
+    recordOutput('leaks-serve', daemon.stdout() + daemon.stderr());
 
     // The CLI's own failure and report paths.
     for (const args of [['unseal', 't-tampered'], ['list'], ['list', '--json'], ['check'], ['check', '--json'], ['rewrap'], ['rewrap', '--json'], ['seal', 'T-BAD']]) {
-      const r = await tokend([...args, '--config', fx.configPath], { input: VALUES.plain });
+      const r = await tokend([...args, '--config', fx.configPath], { input: VALUES.plain as Buffer });
       capture(`cli ${args.join(' ')}`, r.stderr);
       capture(`cli ${args.join(' ')} stdout`, r.stdout);
     }

@@ -1,7 +1,7 @@
 // Reload storms: SIGHUP 20 times a second to a real `tokend serve` process
 // while keep-alive and new-connection clients read tokens (and the policy file
 // keeps changing under it). No request may fail, no reload may fail, and memory
-// does not grow from storm to storm: after each storm the daemon gets 35 s to
+// does not grow from storm to storm: after each storm the daemon gets 32 s to
 // settle (a reload keeps the previous provider 30 s for requests still using
 // it), and the resident size it settles at must not trend upwards.
 
@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeFileAtomic } from '../src/private-files.js';
 import { makeFixture } from './support/daemon.js';
 import type { Fixture } from './support/daemon.js';
+import { recordOutput } from './support/leak-watch.js';
 import { percentile, startLoad } from './support/load.js';
 import type { Target } from './support/load.js';
 import { startServeProcess } from './support/serve-process.js';
@@ -19,7 +20,7 @@ const TOKENS = Array.from({ length: 20 }, (_, i) => `storm-${String(i).padStart(
 const value = (name: string) => `reload-storm-value-of-${name}`;
 const STORMS = 3;
 const STORM_MS = 5_000;
-const SETTLE_MS = 35_000;
+const SETTLE_MS = 32_000;
 const HUP_EVERY_MS = 50; // 20 per second
 
 let fx: Fixture;
@@ -34,6 +35,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   expect(await tokend.stop()).toBe(0);
+  recordOutput('reload-storm-serve', tokend.stdout() + tokend.stderr());
   const out = tokend.stdout() + tokend.stderr();
   for (const t of TOKENS) expect(out).not.toContain(value(t));
 });

@@ -2,7 +2,7 @@
 
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { recordOutput, watchSecret } from './leak-watch.ts';
+import { recordOutput, watchSecret } from './leak-watch.js';
 
 /** The tokend executable under test. */
 export const TOKEND_BIN = fileURLToPath(new URL('../../bin/tokend', import.meta.url));

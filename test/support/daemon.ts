@@ -16,7 +16,7 @@ import { createLogger } from '../../src/server/log.js';
 import { TokenStore } from '../../src/store.js';
 import { createCa, issueBundle } from '../../src/pki/index.js';
 import { loadConfig } from '../../src/config.js';
-import { recordOutput, watchSecret } from './leak-watch.ts';
+import { recordOutput, watchSecret } from './leak-watch.js';
 import { tempDir } from './tmp.js';
 
 export interface Fixture {

@@ -1,13 +1,12 @@
 // `tokend serve` as a real process (the built binary), for tests and the soak
 // that watch it from outside: its log lines, its address, its memory and file
-// descriptors in /proc, signals. Imports only node: modules and leak-watch.ts, so the soak script
+// descriptors in /proc, signals. Imports only node: modules, so the soak script
 // can run it with Node's type stripping.
 
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { readFile, readdir, readlink } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { recordOutput } from './leak-watch.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/tokend', import.meta.url));
 
@@ -40,13 +39,7 @@ export async function startServeProcess(configPath: string, options: { env?: Nod
   const err: string[] = [];
   child.stdout?.on('data', (c: Buffer) => out.push(c.toString('utf8')));
   child.stderr?.on('data', (c: Buffer) => err.push(c.toString('utf8')));
-  const exited = new Promise<number | null>((resolve) =>
-    child.on('close', (code) => {
-      recordOutput('serve-stdout', out.join(''));
-      recordOutput('serve-stderr', err.join(''));
-      resolve(code);
-    }),
-  );
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
   const logs = () =>
     out
       .join('')

@@ -3,11 +3,11 @@
 // It also runs the cross-suite leak scan (test/support/leak-watch.ts): a token value found in
 // any captured output or test console output is a failure too.
 
-import type { Reporter, SerializedError, TestModule, UserConsoleLog } from 'vitest/node';
-import { recordOutput, scanForLeaks } from './leak-watch.ts';
+import type { Reporter, SerializedError, TestModule } from 'vitest/node';
+import { recordOutput, scanForLeaks } from './leak-watch.js';
 
 export default class SummaryReporter implements Reporter {
-  onUserConsoleLog(log: UserConsoleLog): void {
+  onUserConsoleLog(log: { content: string }): void {
     recordOutput('test-console', log.content);
   }
 
