@@ -13,7 +13,7 @@
 
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -93,7 +93,8 @@ try {
   writePolicy();
 
   // --- the daemon and the clients ------------------------------------------------------------
-  const daemon = await startServeProcess(join(dir, 'tokend.json'), { node });
+  const logFile = join(root, 'serve.log');
+  const daemon = await startServeProcess(join(dir, 'tokend.json'), { node, logFile });
   const bundles = Object.fromEntries(['demo', ...identities].map((id) => [id, join(dir, 'pki', 'clients', id)]));
   const next = (): Target => {
     const id = (['demo', ...identities] as const)[Math.floor(Math.random() * 4)] as string;
@@ -142,8 +143,8 @@ try {
   const latencies = load.stats.latencies.splice(0);
   await load.stop();
   const exitCode = await daemon.stop();
-  captured.push({ label: 'daemon stdout', text: Buffer.from(daemon.stdout()) }, { label: 'daemon stderr', text: Buffer.from(daemon.stderr()) });
-  recordOutput('soak-serve', daemon.stdout() + daemon.stderr());
+  captured.push({ label: 'daemon stderr', text: Buffer.from(daemon.stderr()) });
+  if (process.env.TOKEND_LEAK_DIR) recordOutput('soak-serve', readFileSync(logFile)); // inside npm test: the suite's own scan too
 
   // --- the verdict ------------------------------------------------------------------------------
   const logs = daemon.logs();
@@ -160,9 +161,17 @@ try {
   const fdDrift = files.length === 0 ? 0 : Math.max(...files) - Math.min(...files);
   const fdsFlat = fdDrift <= 2 && (sockets.length === 0 || Math.max(...sockets) <= maxSockets);
   const leaks: string[] = [];
-  for (const [t, v] of values) {
-    for (const { form, text } of leakForms(v)) for (const c of captured) if (c.text.includes(Buffer.from(text))) leaks.push(`${c.label}: ${t} (${form})`);
+  const patterns = [...values].flatMap(([t, v]) => leakForms(v).map((f) => ({ ...f, token: t })));
+  for (const { token, form, text } of patterns) for (const c of captured) if (c.text.includes(Buffer.from(text))) leaks.push(`${c.label}: ${token} (${form})`);
+  // The daemon's whole log (every audit line) is on disk: the real grep reads it.
+  writeFileSync(join(root, 'patterns'), `${patterns.map((p) => p.text).join('\n')}\n`, { mode: 0o600 });
+  try {
+    const found = execFileSync('grep', ['-F', '-a', '-o', '-f', join(root, 'patterns'), logFile], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+    for (const hit of new Set(found.split('\n').filter(Boolean))) leaks.push(`serve log: ${patterns.find((p) => p.text === hit)?.token ?? '?'} (${patterns.find((p) => p.text === hit)?.form ?? '?'})`);
+  } catch (err) {
+    if ((err as { status?: number }).status !== 1) throw err; // 1: no match
   }
+  const logBytes = statSync(logFile).size;
   const total = load.stats.ok + load.stats.unexpected;
   const allLatencies = samples.length > 0 ? [] : latencies;
   const report = {
@@ -180,6 +189,7 @@ try {
     fds: { filesMin: Math.min(...files), filesMax: Math.max(...files), socketsMax: Math.max(...sockets), flat: fdsFlat },
     exitCode,
     leaks: leaks.length,
+    logMb: Math.round(logBytes / 1e5) / 10,
     samples,
   };
   const problems = [
@@ -195,7 +205,7 @@ try {
     say(`soak: ${total} requests (${report.requestsPerSecond}/s), ${report.unexpected} unexpected, p99 (worst 5-s window) ${report.p99Ms.toFixed(1)} ms, median window p99 ${report.p99MedianMs.toFixed(1)} ms`);
     say(`soak: reloads ${reloads} sent / ${appliedReloads} applied / ${failedReloads} failed; renewals ${renewals}`);
     say(`soak: RSS after warm-up ${report.rssMb.warmMin.toFixed(1)}–${report.rssMb.warmMax.toFixed(1)} MB (median ${rssMedian.toFixed(1)}, max deviation ${(rssDeviation * 100).toFixed(1)}%); non-socket fds ${report.fds.filesMin}–${report.fds.filesMax}, sockets at most ${report.fds.socketsMax}`);
-    say(`soak: leak scan ${values.size} values × ${captured.length} outputs: ${leaks.length} hit(s); serve exit ${exitCode}`);
+    say(`soak: leak scan ${values.size} values × ${captured.length} CLI outputs and the ${(logBytes / 1e6).toFixed(0)} MB serve log: ${leaks.length} hit(s); serve exit ${exitCode}`);
     say(problems.length === 0 ? 'soak: OK' : `soak: FAILED: ${problems.join('; ')}`);
   }
   process.exitCode = problems.length === 0 ? 0 : 1;

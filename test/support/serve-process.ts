@@ -4,6 +4,7 @@
 // can run it with Node's type stripping.
 
 import { spawn } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
 import { readFile, readdir, readlink } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
@@ -15,7 +16,7 @@ export interface ServeProcess {
   readonly pid: number;
   /** `https://127.0.0.1:PORT` of the first listen address. */
   readonly url: string;
-  /** Everything written to stdout (JSON log lines) and stderr, so far. */
+  /** Everything written to stdout (JSON log lines; with `logFile`, all but the audit lines) and stderr, so far. */
   stdout(): string;
   stderr(): string;
   /** Parsed log lines so far. */
@@ -30,14 +31,38 @@ export interface ServeProcess {
 }
 
 /** Starts `tokend serve --config <configPath>` (with `node`, default this one) and resolves once it logs `ready`. */
-export async function startServeProcess(configPath: string, options: { env?: NodeJS.ProcessEnv; nodeArgs?: readonly string[]; node?: string } = {}): Promise<ServeProcess> {
+export interface ServeProcessOptions {
+  readonly env?: NodeJS.ProcessEnv;
+  readonly nodeArgs?: readonly string[];
+  /** The Node.js binary for the daemon (default: this one). */
+  readonly node?: string;
+  /**
+   * Write stdout here and keep in memory only the lines that are not per-request audit lines
+   * (a long soak writes gigabytes of them).
+   */
+  readonly logFile?: string;
+}
+
+export async function startServeProcess(configPath: string, options: ServeProcessOptions = {}): Promise<ServeProcess> {
   const child = spawn(options.node ?? process.execPath, [...(options.nodeArgs ?? []), BIN, 'serve', '--config', configPath], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, TOKEND_CONFIG: '', ...options.env },
   });
   const out: string[] = [];
   const err: string[] = [];
-  child.stdout?.on('data', (c: Buffer) => out.push(c.toString('utf8')));
+  if (options.logFile) {
+    const file = createWriteStream(options.logFile, { mode: 0o600 });
+    let partial = '';
+    child.stdout?.on('data', (c: Buffer) => {
+      file.write(c);
+      const lines = (partial + c.toString('utf8')).split('\n');
+      partial = lines.pop() ?? '';
+      for (const line of lines) if (!line.includes('"msg":"request"')) out.push(`${line}\n`);
+    });
+    child.stdout?.on('end', () => file.end());
+  } else {
+    child.stdout?.on('data', (c: Buffer) => out.push(c.toString('utf8')));
+  }
   child.stderr?.on('data', (c: Buffer) => err.push(c.toString('utf8')));
   const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
   const logs = () =>
