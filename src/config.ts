@@ -279,7 +279,7 @@ class Section {
     this.#prefix = prefix;
     if (value === undefined) value = {};
     if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-      throw new TokendError('ERR_CONFIG', `${file}: ${prefix || 'the top level'} must be a JSON object`);
+      throw new TokendError('ERR_CONFIG', `${file}: ${prefix ? `'${prefix.slice(0, -1)}'` : 'the top level'} must be a JSON object`);
     }
     this.#obj = value as Record<string, unknown>;
   }

@@ -23,6 +23,8 @@ const KEY_BYTES = 32;
 const MAX_KEY_ID = 2048;
 const MAX_WRAPPED = 8192;
 const HKDF_INFO = Buffer.from(`${FORMAT} data key`, 'utf8');
+/** Key ids are ARNs, aliases, keyfile ids: visible ASCII. No spaces or control characters, which `tokend list` would print to a terminal. */
+const KEY_ID = new RegExp(`^[\\x21-\\x7e]{1,${MAX_KEY_ID}}$`);
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 const FIELDS = [
   'format',
@@ -248,7 +250,7 @@ export function parseSealed(bytes: Buffer | string, expectedName?: string): Seal
   if (keys.length !== FIELDS.length || !FIELDS.every((f, i) => keys[i] === f)) {
     return corrupt(`its fields are not exactly ${FIELDS.join(', ')} in that order`);
   }
-  if (record.format !== FORMAT) return corrupt(`unsupported format ${JSON.stringify(record.format)}`);
+  if (record.format !== FORMAT) return corrupt(`unsupported format ${describeFormat(record.format)}`);
   const name = record.name;
   if (typeof name !== 'string' || !isValidName(name)) return corrupt('the name field is not a valid token name');
   if (expectedName !== undefined && name !== expectedName) return corrupt(`it claims to be token '${name}'`);
@@ -265,8 +267,8 @@ export function parseSealed(bytes: Buffer | string, expectedName?: string): Seal
     return corrupt('the provider field names no known provider');
   }
   const keyId = record.keyId;
-  if (typeof keyId !== 'string' || keyId.length === 0 || keyId.length > MAX_KEY_ID) {
-    return corrupt('the keyId field is empty or too long');
+  if (typeof keyId !== 'string' || !KEY_ID.test(keyId)) {
+    return corrupt(`the keyId field is not 1 to ${MAX_KEY_ID} visible ASCII characters`);
   }
   const field = (key: 'wrappedKey' | 'nonce' | 'commitment' | 'ciphertext', min: number, max: number): Buffer => {
     const value = record[key];
@@ -285,6 +287,17 @@ export function parseSealed(bytes: Buffer | string, expectedName?: string): Seal
     return corrupt('it is not in canonical form (whitespace, escapes or trailing bytes differ)');
   }
   return token;
+}
+
+/**
+ * The format field as an error message may show it: a short plain string
+ * quoted, anything else only by type. Never JSON.stringify an attacker's value
+ * (a deeply nested one overflows the stack, a huge one floods the log).
+ */
+function describeFormat(value: unknown): string {
+  if (typeof value === 'string' && value.length <= 64 && /^[\x20-\x7e]*$/.test(value)) return JSON.stringify(value);
+  if (typeof value === 'string') return `(a string of ${value.length} characters)`;
+  return `(a ${value === null ? 'null' : Array.isArray(value) ? 'list' : typeof value}, not a string)`;
 }
 
 function assertProvider(token: SealedToken, provider: KeyProvider): void {

@@ -42,6 +42,8 @@ export function isTokendError(err: unknown, code?: ErrorCode): err is TokendErro
   return err instanceof TokendError && (code === undefined || err.code === code);
 }
 
+const MAX_DETAIL = 300;
+
 /**
  * The single opaque failure for anything that goes wrong while opening a sealed
  * token: tampering, truncation, wrong key, wrong name. No oracle: the caller
@@ -49,7 +51,8 @@ export function isTokendError(err: unknown, code?: ErrorCode): err is TokendErro
  */
 export function decryptFailed(name: string, detail: string, cause?: unknown): TokendError {
   return new TokendError('ERR_DECRYPT_FAILED', `sealed token '${name}' could not be decrypted`, {
-    detail,
+    // Bounded: a detail may quote a field of a hostile file, and it goes to the audit log.
+    detail: detail.length > MAX_DETAIL ? `${detail.slice(0, MAX_DETAIL)}…` : detail,
     ...(cause === undefined ? {} : { cause }),
   });
 }

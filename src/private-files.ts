@@ -2,7 +2,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { constants, readFileSync } from 'node:fs';
-import { chmod, chown, link, lstat, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { chmod, chown, link, lstat, mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { TokendError } from './errors.js';
 
@@ -26,10 +26,11 @@ export interface WriteOptions {
  */
 export async function writeFileAtomic(path: string, data: Buffer | string, options: WriteOptions = {}): Promise<void> {
   const dir = dirname(path);
-  const temp = join(dir, `${TEMP_PREFIX}${basename(path)}.${randomBytes(6).toString('hex')}`);
+  const temp = tempPath(path);
   const mode = options.mode ?? 0o600;
   let handle;
   try {
+    await removeStaleTemps(dir);
     handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
     await handle.writeFile(data);
     await handle.chmod(mode); // the umask may have narrowed or (rarely) the mode argument been ignored
@@ -55,6 +56,48 @@ export async function writeFileAtomic(path: string, data: Buffer | string, optio
     await rm(temp, { force: true }).catch(() => undefined);
     if (err instanceof TokendError) throw err;
     throw ioError(`could not write '${path}'`, err);
+  }
+}
+
+/**
+ * A temporary name beside `path` for building its next version: hidden, and
+ * tagged with our pid so that removeStaleTemps can tell a dead writer's file
+ * from a live one's.
+ */
+export function tempPath(path: string): string {
+  return join(dirname(path), `${TEMP_PREFIX}${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}`);
+}
+
+/**
+ * Removes what writers that died mid-write (kill -9, power loss) left in `dir`:
+ * a temp file may hold a whole copy of a secret (a keyfile, a private key).
+ * Only names tempPath makes are touched, and only those of processes that no
+ * longer exist: a concurrent writer's file is kept.
+ */
+export async function removeStaleTemps(dir: string): Promise<void> {
+  let entries: string[];
+  try {
+    entries = await readdir(dir);
+  } catch {
+    return; // no directory, nothing left behind
+  }
+  for (const entry of entries) {
+    const pid = STALE_TEMP.exec(entry)?.[1];
+    if (pid === undefined || Number(pid) === process.pid || isAlive(Number(pid))) continue;
+    await rm(join(dir, entry), { recursive: true, force: true });
+  }
+}
+
+/** `.tmp-<name>.<pid>.<12 hex>`, as tempPath makes them. */
+const STALE_TEMP = new RegExp(`^${TEMP_PREFIX.replace('.', '\\.')}.+\\.(\\d+)\\.[0-9a-f]{12}$`);
+
+/** Whether a process with this pid exists (one of another user counts). */
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return errno(err) !== 'ESRCH';
   }
 }
 
@@ -202,7 +245,7 @@ export function errno(err: unknown): string | undefined {
 /** An ERR_IO error naming the subject, with the errno of `cause` explained. */
 export function ioError(message: string, cause: unknown): TokendError {
   const code = errno(cause);
-  const hint = code === 'ENOSPC' ? ': no space left on device' : code === 'EROFS' ? ': read-only file system' : code === 'EACCES' || code === 'EPERM' ? ': permission denied' : code === 'ENOENT' ? ': no such file or directory' : code ? `: ${code}` : '';
+  const hint = code === 'ENOSPC' ? ': no space left on device' : code === 'EROFS' ? ': read-only file system' : code === 'EACCES' || code === 'EPERM' ? ': permission denied' : code === 'ENOENT' ? ': no such file or directory' : code === 'EISDIR' ? ': it is a directory' : code ? `: ${code}` : '';
   return new TokendError('ERR_IO', `${message}${hint}`, { cause });
 }
 

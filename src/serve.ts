@@ -18,6 +18,7 @@ import type { Logger } from './server/log.js';
 import { buildState } from './server/state.js';
 import type { ServingState, StateSources } from './server/state.js';
 import { loadTlsMaterial, renewServerCertIfDue } from './pki/index.js';
+import { runtimeWarnings } from './runtime.js';
 import { createNotifier } from './systemd/notify.js';
 import type { Notifier } from './systemd/notify.js';
 
@@ -72,6 +73,7 @@ export async function serve(options: ServeOptions): Promise<number> {
     await renewServerCertIfDue(config.pki).catch((err: unknown) => log.warn({ msg: 'server certificate renewal failed at start', reason: describeError(err) }));
   }
   let state = await buildState(config, 1, sources);
+  for (const w of runtimeWarnings()) log.warn({ msg: w });
   if (state.provider.name === 'keyfile') log.warn({ msg: KEYFILE_WARNING });
   for (const w of state.policy.warnings) log.warn({ msg: w });
   let listeners: Listeners;

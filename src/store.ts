@@ -104,6 +104,9 @@ export class TokenStore {
     } catch (err) {
       throw storeError(this.dir, err);
     }
+    if (st.isSymbolicLink()) {
+      throw new TokendError('ERR_CONFIG', `token store '${this.dir}' is a symbolic link; refusing to follow it (point 'store' in the config at the real directory)`);
+    }
     if (!st.isDirectory()) throw new TokendError('ERR_CONFIG', `token store '${this.dir}' is not a directory`);
     if ((st.mode & 0o022) !== 0) {
       throw new TokendError(

@@ -34,7 +34,7 @@ describe('config', () => {
     [{ server: { listen: [] } }, "'server.listen' must be a list of 1 to 16"],
     [{ provider: { type: 'vault' } }, "'provider.type' must be one of \"keyfile\", \"aws\""],
     [{ provider: { type: 'aws' } }, "'provider.keyId' is required"],
-    [{ provider: 'keyfile' }, "provider. must be a JSON object"],
+    [{ provider: 'keyfile' }, "'provider' must be a JSON object"],
     [{ logLevel: 'loud' }, "'logLevel' must be one of"],
   ])('rejects %j with a message that names the setting', (doc, message) => {
     expect(() => parseConfig(doc, PATH)).toThrow(message);

@@ -183,6 +183,39 @@ describe('sealed tokens: tampering', () => {
   });
 });
 
+describe('sealed tokens: hostile field values (found by test/fuzz-sealed.test.ts)', () => {
+  const canonicalWith = async (field: string, raw: string) => {
+    const text = (await sealed('db', Buffer.from('hunter2'))).toString('utf8');
+    return text.replace(new RegExp(`"${field}": ("[^"]*"|\\d+)`), `"${field}": ${raw}`);
+  };
+
+  it('refuses a deeply nested format value with ERR_SEALED_CORRUPT, not a RangeError', async () => {
+    const text = await canonicalWith('format', `${'['.repeat(100_000)}${']'.repeat(100_000)}`);
+    expect(() => parseSealed(text, 'db')).toThrow(expect.objectContaining({ code: 'ERR_SEALED_CORRUPT', message: "sealed token 'db' is corrupt: unsupported format (a list, not a string)" }));
+  });
+
+  it('does not echo a huge format value into the error message', async () => {
+    const text = await canonicalWith('format', JSON.stringify('A'.repeat(1_000_000)));
+    expect(() => parseSealed(text, 'db')).toThrow("sealed token 'db' is corrupt: unsupported format (a string of 1000000 characters)");
+  });
+
+  it.each([
+    ['an escape sequence', '"kf-0123456789abcdef/v1\\u001b[2J"'],
+    ['a newline', '"kf-0123456789abcdef/v1\\nforged line"'],
+    ['a space', '"kf-0123456789abcdef/v1 x"'],
+    ['non-ASCII', '"kf-0123456789abcdef/v\\u0661"'],
+  ])('refuses a keyId with %s (tokend list prints it to a terminal)', async (_what, raw) => {
+    const text = await canonicalWith('keyId', raw);
+    expect(() => parseSealed(text, 'db')).toThrow("sealed token 'db' is corrupt: the keyId field is not 1 to 2048 visible ASCII characters");
+  });
+
+  it('bounds the detail of a decrypt failure even for a 2048-character key id', async () => {
+    const text = await canonicalWith('keyId', JSON.stringify(`kf-${'f'.repeat(2045)}`));
+    const err = await expectDecryptFailure(openSealed(text, 'db', provider));
+    expect((err.detail ?? '').length).toBeLessThanOrEqual(301);
+  });
+});
+
 describe('sealed tokens: properties (fast-check)', () => {
   it('round-trips any byte string', async () => {
     await fc.assert(

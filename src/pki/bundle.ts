@@ -15,9 +15,9 @@
 
 import { randomBytes } from 'node:crypto';
 import { chmod, chown, lchown, lstat, mkdir, readdir, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { TokendError } from '../errors.js';
-import { TEMP_PREFIX, errno, ioError as sharedIoError, syncDir, writeFileAtomic } from '../private-files.js';
+import { TEMP_PREFIX, errno, ioError as sharedIoError, removeStaleTemps, syncDir, tempPath, writeFileAtomic } from '../private-files.js';
 
 /** The file names a container sees. */
 export const BUNDLE_FILES = Object.freeze({ ca: 'ca.crt', cert: 'client.crt', key: 'client.key' });
@@ -94,8 +94,9 @@ export async function writeBundle(dir: string, files: BundleFiles, options: Writ
 /** Builds the whole bundle in a temp directory beside `dir`, then renames it into place. */
 async function createNew(dir: string, files: BundleFiles, version: string, owner: Owner | undefined): Promise<void> {
   const parent = dirname(dir);
-  const temp = join(parent, `${TEMP_PREFIX}${basename(dir)}.${randomBytes(6).toString('hex')}`);
+  const temp = tempPath(dir);
   try {
+    await removeStaleTemps(parent); // half-built bundles (with their private keys) of killed runs
     await makeDir(temp, owner);
     const versionName = `${VERSION_PREFIX}${version}`;
     await writeVersion(join(temp, versionName), files, owner);

@@ -2,16 +2,15 @@
 // registry or the denylist at once (a script issuing bundles in parallel, serve
 // renewing its certificate) cannot lose each other's updates.
 
-import { constants } from 'node:fs';
-import { open, readFile, rm } from 'node:fs/promises';
+import { link, readFile, rm, writeFile } from 'node:fs/promises';
 import { TokendError } from '../errors.js';
-import { errno } from '../private-files.js';
+import { errno, ioError, tempPath } from '../private-files.js';
 
 const RETRY_MS = 25;
 const WAIT_MS = 10_000;
 
 /**
- * Runs `fn` while holding the lock file `path` (created with O_EXCL, holding
+ * Runs `fn` while holding the lock file `path` (created atomically, holding
  * our pid). Waits up to 10 s for another holder; a lock left by a process
  * that no longer exists is taken over. Throws ERR_PKI naming the file on timeout.
  * Limits: the liveness test sees only this PID namespace, and two waiters that
@@ -21,14 +20,7 @@ const WAIT_MS = 10_000;
 export async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
   const deadline = Date.now() + WAIT_MS;
   for (;;) {
-    try {
-      const handle = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-      await handle.writeFile(`${process.pid}\n`);
-      await handle.close();
-      break;
-    } catch (err) {
-      if (errno(err) !== 'EEXIST') throw new TokendError('ERR_IO', `could not create lock file '${path}'`, { cause: err });
-    }
+    if (await tryLock(path)) break;
     const holder = await holderPid(path);
     if (holder !== undefined && !isAlive(holder)) {
       await rm(path, { force: true });
@@ -46,6 +38,26 @@ export async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T
     return await fn();
   } finally {
     await rm(path, { force: true });
+  }
+}
+
+/**
+ * Creates the lock file with our pid already in it: written to a temp file,
+ * then link()ed into place (which fails if the lock exists). Creating it empty
+ * and writing the pid afterwards left, when killed in between, an empty lock
+ * that named no holder and so was never taken over.
+ */
+async function tryLock(path: string): Promise<boolean> {
+  const temp = tempPath(path);
+  try {
+    await writeFile(temp, `${process.pid}\n`, { mode: 0o600, flag: 'wx' });
+    await link(temp, path);
+    return true;
+  } catch (err) {
+    if (errno(err) === 'EEXIST') return false;
+    throw ioError(`could not create lock file '${path}'`, err);
+  } finally {
+    await rm(temp, { force: true });
   }
 }
 

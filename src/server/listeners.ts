@@ -15,6 +15,7 @@ import { isRevoked } from '../pki/index.js';
 import type { Metrics } from '../metrics.js';
 import type { Logger } from './log.js';
 import type { ServingState } from './state.js';
+import { connectionGuard } from './connection-guard.js';
 import { secureContextOptions, serverTlsOptions } from './tls-options.js';
 
 /** A parsed listen address. */
@@ -122,9 +123,13 @@ export async function startListeners(config: ServerConfig, deps: ListenerDeps, t
 
 async function startOne(address: ListenAddress, config: ServerConfig, deps: ListenerDeps, keys: Buffer, sockets: Set<TLSSocket>): Promise<Server> {
   const state = deps.state();
+  const guard = connectionGuard(deps.handler, config.maxRequestsPerConnection);
   const server = createServer(
     {
       ...serverTlsOptions(state.tls, keys),
+      // A connection that never finishes the handshake holds a slot (maxConnections) like a
+      // slow header sender does, so it gets the same bound instead of Node's 120 s default.
+      handshakeTimeout: config.headersTimeoutMs,
       maxHeaderSize: config.maxHeaderBytes,
       headersTimeout: config.headersTimeoutMs,
       requestTimeout: config.requestTimeoutMs,
@@ -133,11 +138,10 @@ async function startOne(address: ListenAddress, config: ServerConfig, deps: List
       requireHostHeader: true,
       joinDuplicateHeaders: false,
     },
-    deps.handler,
+    guard.onRequest,
   );
   keys.fill(0);
   server.maxConnections = config.maxConnections;
-  server.maxRequestsPerSocket = config.maxRequestsPerConnection;
   server.on('secureConnection', (socket: TLSSocket) => {
     socket.disableRenegotiation();
     const serial = socket.getPeerX509Certificate()?.serialNumber; // not getPeerCertificate(): ~70 µs per connection
@@ -159,12 +163,14 @@ async function startOne(address: ListenAddress, config: ServerConfig, deps: List
     else deps.log.debug({ msg: 'tls handshake failed', reason });
   });
   server.on('clientError', (err: Error & { code?: string }, socket) => {
+    // https forwards TLS errors (failed or timed-out handshakes) here too: such a connection
+    // never became a verified TLS connection, so it gets no HTTP answer, only a close.
+    if (!sockets.has(socket as TLSSocket)) {
+      socket.destroy();
+      return;
+    }
     deps.metrics.inc('tokend_http_refused_total', { reason: err.code ?? 'parse' });
-    if (socket.writable && err.code === 'HPE_HEADER_OVERFLOW') {
-      socket.end('HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-    } else if (socket.writable && err.code !== 'ECONNRESET') {
-      socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-    } else socket.destroy();
+    guard.onClientError(err, socket);
   });
 
   if (address.kind === 'unix') await clearStaleSocket(address.path);

@@ -2,6 +2,7 @@
 
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { recordOutput, watchSecret } from './leak-watch.js';
 
 /** The tokend executable under test. */
 export const TOKEND_BIN = fileURLToPath(new URL('../../bin/tokend', import.meta.url));
@@ -36,7 +37,13 @@ export function tokend(args: readonly string[], options: CliOptions = {}): Promi
     child.on('error', reject);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      resolve({ code, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString('utf8') });
+      const stdout = Buffer.concat(out);
+      const stderr = Buffer.concat(err).toString('utf8');
+      // For the cross-suite leak scan: what `seal` is fed is a token; everything printed except `unseal`'s stdout is output.
+      if (args[0] === 'seal' && options.input !== undefined) watchSecret(options.input);
+      recordOutput(`cli-${args.slice(0, 2).join('-')}-stderr`, stderr);
+      if (args[0] !== 'unseal') recordOutput(`cli-${args.slice(0, 2).join('-')}-stdout`, stdout);
+      resolve({ code, signal, stdout, stderr });
     });
     child.stdin.on('error', () => undefined);
     child.stdin.end(options.input ?? '');

@@ -16,6 +16,7 @@ import { createLogger } from '../../src/server/log.js';
 import { TokenStore } from '../../src/store.js';
 import { createCa, issueBundle } from '../../src/pki/index.js';
 import { loadConfig } from '../../src/config.js';
+import { recordOutput, watchSecret } from './leak-watch.js';
 import { tempDir } from './tmp.js';
 
 export interface Fixture {
@@ -50,6 +51,7 @@ export async function makeFixture(): Promise<Fixture> {
       return options.out ?? fixture.bundleDir(identity);
     },
     async seal(name, value) {
+      watchSecret(value);
       const provider = await loadKeyfileProvider(join(dir, 'keyfile.json'));
       try {
         await sealToken(new TokenStore(join(dir, 'tokens')), provider, name, Buffer.from(value));
@@ -118,7 +120,9 @@ export async function startDaemon(fixture: Fixture, extra: Partial<ServeOptions>
     logText: () => lines.join('\n'),
     async stop() {
       controller.abort();
-      return exited;
+      const code = await exited;
+      recordOutput('daemon-log', lines.join('\n'));
+      return code;
     },
   };
 }
@@ -151,7 +155,11 @@ export function curl(url: string, options: { bundle?: string; cacert?: string; a
         const i = line.indexOf(':');
         if (i > 0) headers[line.slice(0, i).toLowerCase()] = line.slice(i + 1).trim();
       }
-      resolve({ exit, status, headers, body: split >= 0 ? stdout.subarray(split + 4) : Buffer.alloc(0), stderr: stderr.toString('utf8') });
+      const body = split >= 0 ? stdout.subarray(split + 4) : Buffer.alloc(0);
+      recordOutput('curl-stderr', stderr);
+      recordOutput('curl-headers', head);
+      if (status < 200 || status >= 300) recordOutput('curl-error-body', body);
+      resolve({ exit, status, headers, body, stderr: stderr.toString('utf8') });
     });
   });
 }
