@@ -10,7 +10,9 @@
 # Paths (docs/sidecar.md): /etc/tokend holds tokend.json, policy.json, tokens/ and the
 # certificates, read-only; /var/lib/tokend is the only writable place (internal PKI state).
 
-ARG NODE_IMAGE=docker.io/library/node:24-bookworm-slim
+# Pinned to the release in .node-version: Node.js 24.21.0 leaks memory on every handshake with a
+# client certificate (docs/reliability.md). Move on to a later 24.x once it is fixed there.
+ARG NODE_IMAGE=docker.io/library/node:24.20.0-bookworm-slim
 
 FROM ${NODE_IMAGE} AS build
 WORKDIR /src

@@ -30,6 +30,13 @@ describe.skipIf(skip)('the container image (Dockerfile)', () => {
     expect(shell.code).not.toBe(0);
   });
 
+  it('runs the Node.js release pinned in .node-version (24.21.0 leaks per mTLS handshake)', async () => {
+    const want = (await readFile(join(REPO, '.node-version'), 'utf8')).trim();
+    expect(await readFile(join(REPO, 'Dockerfile'), 'utf8')).toContain(`ARG NODE_IMAGE=docker.io/library/node:${want}-bookworm-slim`);
+    const version = await runImage('--entrypoint', 'node', IMAGE, '--version');
+    expect(version.stdout.trim()).toBe(`v${want}`);
+  });
+
   it('declares the health check, stop signal, volumes and OCI labels', async () => {
     const [image] = JSON.parse((await podman(['image', 'inspect', IMAGE])).stdout) as Array<{
       Config: { User: string; StopSignal: string; Entrypoint: string[]; Cmd: string[]; Volumes: object; Labels: Record<string, string> };
