@@ -92,7 +92,7 @@ export async function removeStaleTemps(dir: string): Promise<void> {
 const STALE_TEMP = new RegExp(`^${TEMP_PREFIX.replace('.', '\\.')}.+\\.(\\d+)\\.[0-9a-f]{12}$`);
 
 /** Whether a process with this pid exists (one of another user counts). */
-function isAlive(pid: number): boolean {
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

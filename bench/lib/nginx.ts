@@ -5,6 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { TLS12_CIPHERS } from '../../dist/server/tls-options.js';
 import { TOKEN_PATH } from './workspace.ts';
 import type { Workspace } from './workspace.ts';
 
@@ -22,16 +23,6 @@ export function ensureNginx(say: (line: string) => void): string {
   // nginx -v prints to stderr.
   return execFileSync('sh', ['-c', `${NGINX} -v 2>&1`], { encoding: 'utf8' }).trim().replace(/^nginx version: /, '');
 }
-
-/** The TLS 1.2 suites of src/server/tls-options.ts, in OpenSSL names (TLS 1.3 suites: OpenSSL's defaults, as for tokend). */
-const TLS12_CIPHERS = [
-  'ECDHE-ECDSA-AES128-GCM-SHA256',
-  'ECDHE-RSA-AES128-GCM-SHA256',
-  'ECDHE-ECDSA-AES256-GCM-SHA384',
-  'ECDHE-RSA-AES256-GCM-SHA384',
-  'ECDHE-ECDSA-CHACHA20-POLY1305',
-  'ECDHE-RSA-CHACHA20-POLY1305',
-].join(':');
 
 /**
  * Writes an nginx prefix directory for `port` and returns it. One worker (the

@@ -4,7 +4,7 @@
 
 import { link, readFile, rm, writeFile } from 'node:fs/promises';
 import { TokendError } from '../errors.js';
-import { errno, ioError, tempPath } from '../private-files.js';
+import { errno, ioError, isAlive, tempPath } from '../private-files.js';
 
 const RETRY_MS = 25;
 const WAIT_MS = 10_000;
@@ -67,14 +67,5 @@ async function holderPid(path: string): Promise<number | undefined> {
     return Number.isInteger(pid) && pid > 0 ? pid : undefined;
   } catch {
     return undefined;
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return errno(err) !== 'ESRCH';
   }
 }

@@ -4,7 +4,7 @@ import type { SecureContextOptions, TlsOptions } from 'node:tls';
 import type { TlsMaterial } from '../pki/index.js';
 
 /** TLS 1.2 suites: ECDHE with AEAD only. TLS 1.3 suites are OpenSSL's defaults (all AEAD). */
-const TLS12_CIPHERS = [
+export const TLS12_CIPHERS = [
   'ECDHE-ECDSA-AES128-GCM-SHA256',
   'ECDHE-RSA-AES128-GCM-SHA256',
   'ECDHE-ECDSA-AES256-GCM-SHA384',
