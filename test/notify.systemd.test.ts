@@ -28,7 +28,9 @@ describe.skipIf(skip)('sd_notify under real systemd', () => {
         writeIntoRoot(root, {
           'etc/systemd/system/nd-gate.service': unit('ready-when:/run/nd-go 7800'),
           'etc/systemd/system/nd-serve.service': unit('serve 7801', 'WatchdogSec=2\n'),
-          'etc/systemd/system/nd-hang.service': unit('hang 7802', 'WatchdogSec=2\nRestart=on-failure\nRestartSec=1\n'),
+          // A hung process cannot run its SIGTERM handler: without a short TimeoutStopSec, stopping the restarted
+          // (and again hung) daemon at the end of the test waits systemd's default 90 s before SIGKILL.
+          'etc/systemd/system/nd-hang.service': unit('hang 7802', 'WatchdogSec=2\nRestart=on-failure\nRestartSec=1\nTimeoutStopSec=2\n'),
           'etc/systemd/system/nd-main-only.service': unit('serve 7803', 'TimeoutStartSec=3\n').replace('NotifyAccess=all', 'NotifyAccess=main'),
         }),
     });
@@ -68,7 +70,7 @@ describe.skipIf(skip)('sd_notify under real systemd', () => {
 
   it('has a daemon whose event loop hangs killed by the watchdog and restarted', async () => {
     expect((await machine.systemctl('start', 'nd-hang.service')).code).toBe(0);
-    await machine.waitForUnit('nd-hang.service', ['NRestarts'], (p) => Number(p.NRestarts) >= 1, 30_000);
+    await machine.waitForUnit('nd-hang.service', ['NRestarts'], (p) => Number(p.NRestarts) >= 1, 20_000);
     expect(await machine.journal('nd-hang.service')).toContain('Watchdog timeout');
     await machine.systemctl('stop', 'nd-hang.service');
   });
