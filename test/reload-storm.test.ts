@@ -3,7 +3,8 @@
 // keeps changing under it). No request may fail, no reload may fail, and memory
 // does not grow from storm to storm: after each storm the daemon gets 32 s to
 // settle (a reload keeps the previous provider 30 s for requests still using
-// it), and the resident size it settles at must not trend upwards.
+// it), and the resident size it settles at must not trend upwards once the
+// first storm has warmed it up.
 
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,7 +19,7 @@ import type { ServeProcess } from './support/serve-process.js';
 
 const TOKENS = Array.from({ length: 20 }, (_, i) => `storm-${String(i).padStart(2, '0')}`);
 const value = (name: string) => `reload-storm-value-of-${name}`;
-const STORMS = 3;
+const STORMS = 4; // the first warms up: it is not compared
 const STORM_MS = 5_000;
 const SETTLE_MS = 32_000;
 const HUP_EVERY_MS = 50; // 20 per second
@@ -80,15 +81,17 @@ describe('reload storms', () => {
       process.stdout.write(
         `reload-storm: ${hups} SIGHUPs in ${STORMS} storms, ${load.stats.ok} requests, ${load.stats.unexpected} failed, p99 ${percentile(load.stats.latencies, 99).toFixed(1)} ms; RSS ${mb(baseline)} before, settled after each storm at ${rssAfter.map(mb).join(', ')}\n`,
       );
-      // No growth trend: the daemon settles after the last storm within 15% of where it settled after the first.
-      // Why 15%: with GC forced, heap and external memory return exactly to their pre-storm level after
-      // each storm (docs/reliability.md); without it, the resident size of a Node process under this load
-      // drifts with the allocator's high-water marks, by up to about 10% between storms in our runs.
-      expect(rssAfter.at(-1) as number).toBeLessThan((rssAfter[0] as number) * 1.15);
+      // No growth trend: after the last storm the daemon settles within 12% of where it settled after the
+      // second. The first storm is a warm-up: V8 and the allocator grow to hold up to a hundred states that
+      // reloads keep for 30 s, and the resident size settles 10-30 MB higher after it (seven storms in a row:
+      // +22, +9, +9, +2, +4, -0.4 MB). With GC forced, heap and external memory return exactly to their
+      // pre-storm level after every storm (docs/reliability.md). 12% of ~240 MB over two storms of ~95
+      // reloads each fails on a leak of about 150 KB per reload or more.
+      expect(rssAfter.at(-1) as number).toBeLessThan((rssAfter[1] as number) * 1.12);
     } finally {
       await load.stop();
     }
-  }, 240_000);
+  }, 300_000);
 });
 
 const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
