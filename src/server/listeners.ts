@@ -95,13 +95,21 @@ export async function startListeners(config: ServerConfig, deps: ListenerDeps, t
     throw err;
   }
 
+  // The PEM texts the servers' secure contexts were last built from. A reload that leaves them as they were
+  // (most reloads: a policy or token change) keeps the contexts: building one parses the key and the CA again
+  // and allocates a new OpenSSL context per listener, which a storm of reloads turns into native-heap churn.
+  const initial = deps.state().tls;
+  let applied = { ca: initial.ca, cert: initial.cert, key: initial.key };
   return {
     addresses: bound,
     applyTls(state) {
+      const { ca, cert, key } = state.tls;
+      const changed = ca !== applied.ca || cert !== applied.cert || key !== applied.key;
       for (const s of servers) {
-        s.setSecureContext(secureContextOptions(state.tls));
+        if (changed) s.setSecureContext(secureContextOptions(state.tls));
         s.setTicketKeys(ticketKeys());
       }
+      if (changed) applied = { ca, cert, key };
     },
     rotateTicketKeys() {
       for (const s of servers) s.setTicketKeys(ticketKeys());
