@@ -81,13 +81,14 @@ describe('reload storms', () => {
       process.stdout.write(
         `reload-storm: ${hups} SIGHUPs in ${STORMS} storms, ${load.stats.ok} requests, ${load.stats.unexpected} failed, p99 ${percentile(load.stats.latencies, 99).toFixed(1)} ms; RSS ${mb(baseline)} before, settled after each storm at ${rssAfter.map(mb).join(', ')}\n`,
       );
-      // No growth trend: after the last storm the daemon settles within 12% of where it settled after the
-      // second. The first storm is a warm-up: V8 and the allocator grow to hold up to a hundred states that
-      // reloads keep for 30 s, and the resident size settles 10-30 MB higher after it (seven storms in a row:
-      // +22, +9, +9, +2, +4, -0.4 MB). With GC forced, heap and external memory return exactly to their
-      // pre-storm level after every storm (docs/reliability.md). 12% of ~240 MB over two storms of ~95
-      // reloads each fails on a leak of about 150 KB per reload or more.
-      expect(rssAfter.at(-1) as number).toBeLessThan((rssAfter[1] as number) * 1.12);
+      // No runaway growth: after the last storm the daemon settles within 20% of where it settled after the
+      // second. The first storm is a warm-up. Resident size is a coarse measure: V8 and the allocator grow to
+      // hold the up to a hundred states that reloads keep for 30 s and do not give all of it back, in steps
+      // of up to ~30 MB that land in a random storm (settled levels seen: 208.9, 217.3, 245.1, 246.1 MB;
+      // seven storms: +22, +9, +9, +2, +4, -0.4 MB), while with GC forced the heap returns exactly to its
+      // pre-storm level (docs/reliability.md). 20% of ~220 MB over two storms of ~95 reloads fails on a
+      // leak of about 230 KB per reload or more; smaller leaks are the soak's to find.
+      expect(rssAfter.at(-1) as number).toBeLessThan((rssAfter[1] as number) * 1.2);
     } finally {
       await load.stop();
     }
