@@ -6,29 +6,22 @@
 // KMS credentials and a short watchdog, in a drop-in (production uses the instance role).
 
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { HOST } from '../src/ignition.js';
 import { tokend } from './support/cli.js';
-import { IGNITION_BIN, applyIgnition, enablePresets, validateIgnition } from './support/ignition.js';
+import { ignitionRequirements, applyIgnition, enablePresets, validateIgnition } from './support/ignition.js';
 import { startKmsServer } from './support/kms-server.js';
 import type { KmsServer } from './support/kms-server.js';
 import { bootMachine } from './support/nspawn.js';
 import type { Machine } from './support/nspawn.js';
 import { freshRoot } from './support/rootfs.js';
-import { hasCommand, isRoot, missing } from './support/requirements.js';
+import { missing } from './support/requirements.js';
 import { tempDir } from './support/tmp.js';
 import { REPO_BIND, installTokend, writeIntoRoot } from './support/units.js';
 
-const skip = missing({
-  root: isRoot(),
-  'ignition-validate': hasCommand('ignition-validate'),
-  ignition: existsSync(IGNITION_BIN),
-  'systemd-nspawn': hasCommand('systemd-nspawn'),
-  debootstrap: hasCommand('debootstrap'),
-});
+const skip = missing(ignitionRequirements());
 
 // Token values with bytes that a lossy path would change: spaces, a tab, a trailing newline, UTF-8.
 const DB_PASSWORD = 'p@ss w0rd\twith spaces and ünïcode\n';

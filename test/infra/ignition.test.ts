@@ -1,19 +1,12 @@
 import { lstat, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { IGNITION_BIN, IGNITION_VERSION, applyIgnition, dataUrl, enablePresets, validateIgnition } from '../support/ignition.js';
+import { ignitionRequirements, IGNITION_VERSION, applyIgnition, dataUrl, enablePresets, validateIgnition } from '../support/ignition.js';
 import { bootMachine } from '../support/nspawn.js';
 import { freshRoot } from '../support/rootfs.js';
-import { hasCommand, isRoot, missing } from '../support/requirements.js';
-import { existsSync } from 'node:fs';
+import { missing } from '../support/requirements.js';
 
-const skip = missing({
-  root: isRoot(),
-  'ignition-validate': hasCommand('ignition-validate'),
-  ignition: existsSync(IGNITION_BIN),
-  'systemd-nspawn': hasCommand('systemd-nspawn'),
-  debootstrap: hasCommand('debootstrap'),
-});
+const skip = missing(ignitionRequirements());
 
 /** A small config in the shape tokend's will have: a system user, private files, a unit. */
 const config = {

@@ -1,9 +1,11 @@
 // The real Ignition in tests: `ignition-validate` for configs, and the real `ignition` binary
 // (Debian's dracut module) applying a config to a root directory, which can then be booted.
 
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { hasCommand, isRoot } from './requirements.js';
 import { run } from './run.js';
 
 /** The real Ignition binary shipped by Debian's `ignition` package. */
@@ -11,6 +13,17 @@ export const IGNITION_BIN = '/usr/lib/dracut/modules.d/30ignition/ignition';
 
 /** The Ignition config spec version that Debian's Ignition 2.14 validates as stable. */
 export const IGNITION_VERSION = '3.3.0';
+
+/** What applying Ignition to a root and booting it needs, for missing(): root, both Ignition binaries, nspawn, debootstrap. */
+export function ignitionRequirements(): Record<string, boolean> {
+  return {
+    root: isRoot(),
+    'ignition-validate': hasCommand('ignition-validate'),
+    ignition: existsSync(IGNITION_BIN),
+    'systemd-nspawn': hasCommand('systemd-nspawn'),
+    debootstrap: hasCommand('debootstrap'),
+  };
+}
 
 /** A `data:` URL holding `content`, as Ignition's `contents.source` wants it. */
 export function dataUrl(content: string | Buffer): string {
